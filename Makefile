@@ -1,0 +1,76 @@
+# cvstack: `make demo` runs the local stack, `make test` runs every test. Both set up what they need.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CVSTACK := $(VENV)/bin/cvstack
+# PyPI's default torch on Linux is a multi-GB CUDA build; the CPU build is all that model export needs.
+TORCH_SPEC ?= torch==2.13.0
+EXTRAS ?= backend,triton-local,models,dev
+# Debian packages the tests and the demo need (later parts add nginx, chromium, ...).
+SYSTEM_PACKAGES ?=
+SYSTEM_COMMANDS ?= setpriv
+INSTALL_STAMP := $(VENV)/.install-stamp
+TRITON_PORTS ?= --http-port 8000 --grpc-port 8001 --metrics-port 8002
+
+.PHONY: help install system-deps demo test lint models triton bench clean
+
+help:
+	@echo "make demo   set up, prepare local models and run the local stack (Ctrl-C stops all)"
+	@echo "make test   set up and run lint + the whole test suite"
+	@echo "make models prepare models (official weights, or random weights when offline)"
+	@echo "make bench  run the benchmarks and print the tables for docs/benchmarks.md"
+	@echo "make clean  remove .venv and local state (.cvstack)"
+
+$(PY):
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+	  echo "error: cvstack needs Python >= 3.11 as '$(PYTHON)'; install it or run 'make PYTHON=/path/to/python3.11 ...'"; exit 1; }
+	@$(PYTHON) -m venv $(VENV) || { \
+	  echo "error: could not create $(VENV); on Debian/Ubuntu install python3-venv (apt-get install python3.11-venv)"; exit 1; }
+
+$(INSTALL_STAMP): pyproject.toml requirements/ultralytics-nodeps.txt | $(PY)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
+	$(PY) -m pip install --quiet --no-deps -r requirements/ultralytics-nodeps.txt
+	@touch $@
+
+install: system-deps $(INSTALL_STAMP)
+
+system-deps:
+	@missing=""; for c in $(SYSTEM_COMMANDS); do command -v $$c >/dev/null || missing="$$missing $$c"; done; \
+	pkgs=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || pkgs="$$pkgs $$p"; done; \
+	if [ -n "$$missing" ]; then pkgs="$$pkgs util-linux"; fi; \
+	if [ -z "$$pkgs" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing system packages:$$pkgs"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$pkgs; \
+	else \
+	  echo "error: missing system packages:$$pkgs; install them (e.g. sudo apt-get install$$pkgs) and rerun"; exit 1; \
+	fi
+
+models: install
+	$(CVSTACK) models prepare --skip-existing --offline-fallback
+
+demo: models
+	@echo "The backend service lands with the backend issue; for now the demo runs Triton alone."
+	$(CVSTACK) triton serve $(TRITON_PORTS)
+
+triton: install
+	$(CVSTACK) triton serve $(TRITON_PORTS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+test: install lint
+	$(VENV)/bin/pytest
+
+bench: models
+	$(CVSTACK) bench triton
+
+clean:
+	rm -rf $(VENV) .cvstack

@@ -1,0 +1,1 @@
+"""Benchmarks behind `cvstack bench`: side-by-side measurements reported as ratios."""

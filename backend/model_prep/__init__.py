@@ -1,0 +1,1 @@
+"""Model preparation: export or collect ONNX models and describe them in a manifest."""
