@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
+from numpy.typing import NDArray
 
 
 class TritonPythonModel:
