@@ -41,7 +41,7 @@ def bundled_ocr_models() -> tuple[OcrModel, ...]:
     if spec is None or spec.origin is None:
         raise FileNotFoundError(
             "the OCR models ship in the rapidocr wheel, which is not installed; run "
-            "`make models-deps`, or pass --no-ocr"
+            "`make install`, or pass --no-ocr"
         )
     models_dir = Path(spec.origin).parent / "models"
     version = importlib.metadata.version("rapidocr")
