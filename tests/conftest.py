@@ -1,32 +1,14 @@
-"""Fixtures shared by every test package: free ports and once-per-session prepared models."""
+"""Fixtures shared by every test package: a private state folder and prepared models."""
 
 from __future__ import annotations
 
 import os
-import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from backend.model_prep.prepare import prepare_models
-
-
-@pytest.fixture(scope="session")
-def free_port() -> Callable[[], int]:
-    """A function returning a TCP port nobody listens on right now (never the same twice)."""
-    handed_out: set[int] = set()
-
-    def pick() -> int:
-        while True:
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-                probe.bind(("127.0.0.1", 0))
-                port = int(probe.getsockname()[1])
-            if port not in handed_out:
-                handed_out.add(port)
-                return port
-
-    return pick
 
 
 @pytest.fixture(scope="session", autouse=True)

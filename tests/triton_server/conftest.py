@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,10 +10,6 @@ import pytest
 from backend.model_prep.manifest import Manifest, load_manifest
 from backend.triton_server.local_server import LocalTritonServer, ServerAddress
 from backend.triton_server.repository import render_repository
-
-
-def pick_address(free_port: Callable[[], int]) -> ServerAddress:
-    return ServerAddress("127.0.0.1", free_port(), free_port(), free_port())
 
 
 @pytest.fixture(scope="session")
@@ -32,12 +28,11 @@ def cpu_repository(
 @pytest.fixture(scope="session")
 def triton(
     cpu_repository: tuple[Path, list[str]],
-    free_port: Callable[[], int],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[LocalTritonServer]:
     repository, names = cpu_repository
     server = LocalTritonServer(
-        repository, names, tmp_path_factory.mktemp("triton-work"), pick_address(free_port)
+        repository, names, tmp_path_factory.mktemp("triton-work"), ServerAddress.on_free_ports()
     )
     server.start(timeout_s=120)
     yield server

@@ -6,7 +6,6 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,16 +13,15 @@ import pytest
 from backend.model_prep.manifest import Manifest, ManifestError, load_manifest
 from backend.paths import REPO_ROOT
 from backend.triton_server.install import TritonInstall, TritonLaunchError
-from backend.triton_server.local_server import LocalTritonServer
+from backend.triton_server.local_server import LocalTritonServer, ServerAddress
 from backend.triton_server.repository import render_repository
-from tests.triton_server.conftest import pick_address
 
 
 def test_port_in_use_is_named_and_nothing_is_started(
-    cpu_repository: tuple[Path, list[str]], free_port: Callable[[], int], tmp_path: Path
+    cpu_repository: tuple[Path, list[str]], tmp_path: Path
 ) -> None:
     repository, names = cpu_repository
-    address = pick_address(free_port)
+    address = ServerAddress.on_free_ports()
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", address.grpc_port))
         holder.listen()
@@ -38,10 +36,12 @@ def test_port_in_use_is_named_and_nothing_is_started(
 
 
 def test_model_without_a_rendered_config_is_refused(
-    cpu_repository: tuple[Path, list[str]], free_port: Callable[[], int], tmp_path: Path
+    cpu_repository: tuple[Path, list[str]], tmp_path: Path
 ) -> None:
     repository, _ = cpu_repository
-    server = LocalTritonServer(repository, ["missing_model"], tmp_path, pick_address(free_port))
+    server = LocalTritonServer(
+        repository, ["missing_model"], tmp_path, ServerAddress.on_free_ports()
+    )
     with pytest.raises(TritonLaunchError, match=r"model 'missing_model' has no .*config\.pbtxt"):
         server.start()
     assert server.pid is None

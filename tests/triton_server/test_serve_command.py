@@ -7,26 +7,22 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import psutil
 import pytest
 
 from backend.paths import REPO_ROOT
-from backend.triton_server.local_server import SHM_DIR
+from backend.triton_server.local_server import SHM_DIR, ServerAddress
 from backend.triton_server.metrics import read_model_counters
-from tests.triton_server.conftest import pick_address
 
 
 def shm_regions() -> set[str]:
     return {path.name for path in SHM_DIR.glob("cvstack_*")}
 
 
-def start_serve(
-    models_dir: Path, home: Path, free_port: Callable[[], int]
-) -> tuple[subprocess.Popen[str], str]:
-    address = pick_address(free_port)
+def start_serve(models_dir: Path, home: Path) -> tuple[subprocess.Popen[str], str]:
+    address = ServerAddress.on_free_ports()
     process = subprocess.Popen(
         [
             sys.executable, "-m", "backend.cli", "triton", "serve",
@@ -52,10 +48,10 @@ def start_serve(
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_signal_stops_the_server_and_cleans_shared_memory(
-    yolo_models_dir: Path, tmp_path: Path, free_port: Callable[[], int], signum: int
+    yolo_models_dir: Path, tmp_path: Path, signum: int
 ) -> None:
     regions_before = shm_regions()
-    process, metrics_url = start_serve(yolo_models_dir, tmp_path, free_port)
+    process, metrics_url = start_serve(yolo_models_dir, tmp_path)
     children = psutil.Process(process.pid).children(recursive=True)
     assert any(child.name() == "tritonserver" for child in children)
     assert read_model_counters(metrics_url, "yolo").requests == 0
@@ -69,9 +65,10 @@ def test_signal_stops_the_server_and_cleans_shared_memory(
 
 
 def test_killing_the_launcher_takes_the_server_down_too(
-    yolo_models_dir: Path, tmp_path: Path, free_port: Callable[[], int]
+    yolo_models_dir: Path, tmp_path: Path
 ) -> None:
-    process, _ = start_serve(yolo_models_dir, tmp_path, free_port)
+    regions_before = shm_regions()
+    process, _ = start_serve(yolo_models_dir, tmp_path)
     server = next(
         child
         for child in psutil.Process(process.pid).children(recursive=True)
@@ -83,3 +80,4 @@ def test_killing_the_launcher_takes_the_server_down_too(
     while server.is_running() and server.status() != psutil.STATUS_ZOMBIE:
         assert time.monotonic() < deadline, "tritonserver outlived its launcher"
         time.sleep(0.1)
+    assert shm_regions() <= regions_before, "the server's graceful exit frees its shm"
