@@ -55,8 +55,7 @@ models: install
 	$(CVSTACK) models prepare --skip-existing --offline-fallback
 
 demo: models
-	@echo "The backend service lands with the backend issue; for now the demo runs Triton alone."
-	$(CVSTACK) triton serve $(TRITON_PORTS)
+	$(CVSTACK) demo
 
 triton: install
 	$(CVSTACK) triton serve $(TRITON_PORTS)

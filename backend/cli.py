@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from backend import service_cli
 from backend.bench import cli as bench_cli
 from backend.model_prep import cli as models_cli
 from backend.triton_server import cli as triton_cli
@@ -17,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     models_cli.register(commands)
+    service_cli.register(commands)
     triton_cli.register(commands)
     bench_cli.register(commands)
     return parser

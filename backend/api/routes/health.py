@@ -1,0 +1,29 @@
+"""`/health` (the process is alive) and `/ready` (Triton and the models answer)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from backend.api.deps import RuntimeDep
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health")
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/ready")
+async def ready(runtime: RuntimeDep) -> JSONResponse:
+    checks = await runtime.triton.readiness()
+    ocr_problem = runtime.ocr_problem()
+    body = {
+        "ready": all(checks.values()),
+        "triton": checks,
+        "ocr": ocr_problem or "ready",
+        "active_sessions": runtime.gate.active,
+        "waiting_sessions": runtime.gate.waiting,
+    }
+    return JSONResponse(body, status_code=200 if body["ready"] else 503)

@@ -1,0 +1,41 @@
+"""`/ws/inference`: checks origin and session token, then hands over to `InferenceSession`."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, WebSocket
+
+from backend.api.deps import WsRuntimeDep
+from backend.security.origins import origin_allowed
+from backend.security.session_token import TokenError, verify_token
+from backend.session.inference_session import POLICY_VIOLATION, InferenceSession
+
+router = APIRouter(tags=["inference"])
+
+
+@router.websocket("/ws/inference")
+async def inference(websocket: WebSocket, runtime: WsRuntimeDep) -> None:
+    await websocket.accept()
+    session = InferenceSession(websocket, runtime)
+    settings = runtime.settings
+    if not origin_allowed(websocket.headers.get("origin"), settings.allowed_origins):
+        runtime.metrics.errors.labels("origin_not_allowed").inc()
+        await session.reject(
+            "origin_not_allowed",
+            "this page's origin may not use this server; add it to CVSTACK_ALLOWED_ORIGINS",
+            close_code=POLICY_VIOLATION,
+        )
+        return
+    if settings.session_token_secret is not None:
+        try:
+            verify_token(
+                websocket.query_params.get("token"),
+                settings.session_token_secret.get_secret_value(),
+                now=time.time(),
+            )
+        except TokenError as exc:
+            runtime.metrics.errors.labels(exc.code).inc()
+            await session.reject(exc.code, str(exc), close_code=POLICY_VIOLATION)
+            return
+    await session.serve()

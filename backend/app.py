@@ -1,0 +1,32 @@
+"""The FastAPI application: routes plus the shared runtime built at start-up."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from backend.api.routes import health, inference_ws, metrics
+from backend.core.config import Settings
+from backend.core.runtime import Runtime
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; the runtime (Triton client, pools, OCR) lives as long as the server."""
+    config = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = Runtime.start(config)
+        app.state.runtime = runtime
+        try:
+            yield
+        finally:
+            await runtime.close()
+
+    app = FastAPI(title="cvstack", version="0.1.0", lifespan=lifespan)
+    app.include_router(health.router)
+    app.include_router(metrics.router)
+    app.include_router(inference_ws.router)
+    return app

@@ -1,0 +1,1 @@
+"""Process-wide configuration and shared runtime resources."""

@@ -1,0 +1,78 @@
+"""Every knob of the backend service, as `CVSTACK_*` environment variables with defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from backend.paths import default_models_dir
+
+
+class Settings(BaseSettings):
+    """Backend settings; `environment=production` refuses unsafe values."""
+
+    model_config = SettingsConfigDict(env_prefix="CVSTACK_", extra="ignore")
+
+    environment: Literal["local", "production"] = "local"
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+
+    # Triton
+    triton_grpc_url: str = "127.0.0.1:8001"
+    triton_metrics_url: str | None = "http://127.0.0.1:8002/metrics"
+    triton_timeout_s: float = Field(2.0, gt=0, le=60)
+    detector_model: str = "yolo"
+    pose_model: str = "yolo_pose"
+    models_dir: Path = Field(default_factory=default_models_dir)
+
+    # Sessions and backpressure
+    max_sessions: int = Field(4, ge=1, le=256)
+    max_wait_s: float = Field(30.0, ge=0)
+    queue_status_interval_s: float = Field(1.0, gt=0)
+    frame_queue_size: int = Field(1, ge=1, le=32)
+    ping_interval_s: float = Field(15.0, gt=0)
+
+    # Input limits
+    max_frame_bytes: int = Field(2_000_000, ge=1_000)
+    max_frame_pixels: int = Field(1920 * 1080, ge=64 * 64)
+    max_text_bytes: int = Field(16_384, ge=256)
+
+    # Detection and pose post-processing
+    conf_threshold: float = Field(0.25, ge=0, le=1)
+    iou_threshold: float = Field(0.45, ge=0, le=1)
+    max_detections: int = Field(100, ge=1, le=1000)
+
+    # Motion and OCR
+    motion_method: Literal["dis", "farneback"] = "dis"
+    flow_step: int = Field(16, ge=4, le=128)
+    ocr_min_interval_s: float = Field(2.0, ge=0)
+    ocr_max_side: int = Field(640, ge=160, le=4096)
+
+    # Access control (off in local mode)
+    session_token_secret: SecretStr | None = None
+    allowed_origins: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _production_is_locked_down(self) -> Settings:
+        if self.environment == "production":
+            secret = (
+                self.session_token_secret.get_secret_value() if self.session_token_secret else ""
+            )
+            if len(secret) < 32:
+                raise ValueError(
+                    "CVSTACK_SESSION_TOKEN_SECRET must be set to at least 32 characters in "
+                    "production (the start-server Lambda signs session tokens with it)"
+                )
+            if not self.allowed_origins or "*" in self.allowed_origins:
+                raise ValueError(
+                    "CVSTACK_ALLOWED_ORIGINS must list the frontend origins in production, e.g. "
+                    '\'["https://app.example.com"]\'; "*" is not allowed'
+                )
+        return self
+
+    @property
+    def requires_token(self) -> bool:
+        return self.session_token_secret is not None

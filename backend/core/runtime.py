@@ -1,0 +1,117 @@
+"""Resources shared by every session of one backend process, created at start-up."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from backend.core.config import Settings
+from backend.inference.triton_models import TritonModels
+from backend.model_prep.manifest import Manifest, ManifestError, load_manifest
+from backend.observability.metrics import BackendMetrics
+from backend.ocr.engine import OcrEngine
+from backend.session.admission import AdmissionGate
+from backend.triton_server.metrics import ModelCounters, read_model_counters
+
+log = logging.getLogger(__name__)
+BATCH_POLL_S = 5.0
+
+
+@dataclass
+class Runtime:
+    """The shared Triton client, thread pools, OCR engine, admission gate and metrics."""
+
+    settings: Settings
+    manifest: Manifest
+    triton: TritonModels
+    cpu_pool: ThreadPoolExecutor
+    ocr_pool: ThreadPoolExecutor
+    ocr_engine: Future[OcrEngine] | None
+    gate: AdmissionGate
+    metrics: BackendMetrics
+    loop: asyncio.AbstractEventLoop
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @classmethod
+    def start(cls, settings: Settings) -> Runtime:
+        """Build the runtime inside the running event loop; fails with the fix on bad models."""
+        manifest = load_manifest(settings.models_dir)
+        models = {
+            name: manifest.entry(name) for name in (settings.detector_model, settings.pose_model)
+        }
+        for name, entry in models.items():
+            if not entry.served_by_triton:
+                raise ManifestError(f"model '{name}' is a {entry.task} model, not detection/pose")
+        ocr_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cvstack-ocr")
+        has_ocr = all(name in manifest.models for name in ("ocr_det", "ocr_rec"))
+        runtime = cls(
+            settings=settings,
+            manifest=manifest,
+            triton=TritonModels(settings.triton_grpc_url, settings.triton_timeout_s, models),
+            cpu_pool=ThreadPoolExecutor(
+                max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="cvstack-cpu"
+            ),
+            ocr_pool=ocr_pool,
+            ocr_engine=(
+                ocr_pool.submit(
+                    OcrEngine.from_manifest, settings.models_dir, max_side=settings.ocr_max_side
+                )
+                if has_ocr
+                else None
+            ),
+            gate=AdmissionGate(settings.max_sessions),
+            metrics=BackendMetrics(),
+            loop=asyncio.get_running_loop(),
+        )
+        if settings.triton_metrics_url:
+            runtime._tasks.append(asyncio.create_task(runtime._poll_batch_sizes()))
+        return runtime
+
+    def ocr(self) -> OcrEngine | None:
+        """The OCR engine once loaded; None while loading, or when it is unavailable."""
+        if self.ocr_engine is None or not self.ocr_engine.done():
+            return None
+        if self.ocr_engine.exception() is not None:
+            return None
+        return self.ocr_engine.result()
+
+    def ocr_problem(self) -> str | None:
+        """Why OCR cannot run right now, or None when it can."""
+        if self.ocr_engine is None:
+            return "OCR models are not prepared; run `cvstack models prepare`"
+        if not self.ocr_engine.done():
+            return "the OCR engine is still loading"
+        error = self.ocr_engine.exception()
+        return f"the OCR engine failed to load: {error}" if error else None
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.triton.close()
+        self.cpu_pool.shutdown(wait=True, cancel_futures=True)
+        self.ocr_pool.shutdown(wait=True, cancel_futures=True)
+
+    async def _poll_batch_sizes(self) -> None:
+        """Publish Triton's average batch size per model since the previous poll."""
+        url = self.settings.triton_metrics_url
+        assert url is not None
+        previous: dict[str, ModelCounters] = {}
+        while True:
+            for model in self.triton.models:
+                try:
+                    counters = await asyncio.to_thread(read_model_counters, url, model, 2.0)
+                except OSError:
+                    continue
+                if model in previous:
+                    delta = counters.since(previous[model])
+                    if delta.executions:
+                        self.metrics.triton_batch_size.labels(model).set(delta.average_batch)
+                previous[model] = counters
+            await asyncio.sleep(BATCH_POLL_S)

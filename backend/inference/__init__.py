@@ -1,0 +1,1 @@
+"""Calls to the models served by Triton."""

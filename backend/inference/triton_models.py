@@ -1,0 +1,79 @@
+"""The process-wide async gRPC client to Triton and the models the pipeline calls on it."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import tritonclient.grpc.aio as grpcclient
+from numpy.typing import NDArray
+from tritonclient.utils import InferenceServerException
+
+from backend.model_prep.manifest import ModelEntry
+
+
+class StageError(Exception):
+    """A pipeline stage failed for this frame; `code` says how (the session goes on)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+_NUMPY_TYPES = {"TYPE_FP32": (np.float32, "FP32"), "TYPE_FP16": (np.float16, "FP16")}
+
+
+class TritonModels:
+    """One shared `tritonclient.grpc.aio` client; per-call timeouts; errors as `StageError`.
+
+    gRPC reconnects by itself, so a restarted Triton is picked up without any action here.
+    """
+
+    def __init__(self, url: str, timeout_s: float, models: dict[str, ModelEntry]) -> None:
+        self.url = url
+        self.timeout_s = timeout_s
+        self.models = models
+        self._client = grpcclient.InferenceServerClient(url)
+
+    async def infer(self, model: str, images: NDArray[np.float32]) -> NDArray[np.float32]:
+        """Run one `[1, 3, S, S]` batch; returns the first output without the batch axis."""
+        entry = self.models[model]
+        numpy_type, triton_type = _NUMPY_TYPES[entry.inputs[0].dtype]
+        request = grpcclient.InferInput(entry.inputs[0].name, list(images.shape), triton_type)
+        request.set_data_from_numpy(images.astype(numpy_type, copy=False))
+        output_name = entry.outputs[0].name
+        try:
+            result = await self._client.infer(
+                model,
+                [request],
+                outputs=[grpcclient.InferRequestedOutput(output_name)],
+                client_timeout=self.timeout_s,
+            )
+        except InferenceServerException as exc:
+            raise _stage_error(model, exc) from None
+        output = result.as_numpy(output_name)
+        if output is None:
+            raise StageError("triton_error", f"{model}: Triton returned no '{output_name}'")
+        first: NDArray[np.float32] = output[0].astype(np.float32, copy=False)
+        return first
+
+    async def readiness(self, timeout_s: float = 1.0) -> dict[str, bool]:
+        """Whether the server and each model answer ready, within `timeout_s`."""
+        names = ["server", *self.models]
+        checks = [self._client.is_server_ready(client_timeout=timeout_s)] + [
+            self._client.is_model_ready(name, client_timeout=timeout_s) for name in self.models
+        ]
+        results = await asyncio.gather(*checks, return_exceptions=True)
+        return {name: result is True for name, result in zip(names, results, strict=True)}
+
+    async def close(self) -> None:
+        await self._client.close()
+
+
+def _stage_error(model: str, exc: InferenceServerException) -> StageError:
+    status = str(exc.status() or "")
+    if "DEADLINE_EXCEEDED" in status:
+        return StageError("triton_timeout", f"{model}: Triton did not answer in time")
+    if "UNAVAILABLE" in status:
+        return StageError("triton_unavailable", f"{model}: Triton is not reachable")
+    return StageError("triton_error", f"{model}: {exc.message()}")

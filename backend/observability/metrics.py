@@ -1,0 +1,67 @@
+"""The backend's Prometheus metrics, on a registry of their own (one per app instance)."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0)
+STAGES = ("decode", "yolo", "pose", "motion", "ocr")
+
+
+class BackendMetrics:
+    """Counters, gauges and histograms exposed at `/metrics`."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.active_sessions = Gauge(
+            "cvstack_active_sessions", "Sessions holding a processing slot", registry=r
+        )
+        self.waiting_sessions = Gauge(
+            "cvstack_waiting_sessions", "Sessions waiting for a slot", registry=r
+        )
+        self.connections = Gauge("cvstack_connections", "Open WebSocket connections", registry=r)
+        self.frames = Counter(
+            "cvstack_frames", "Frames processed, by pipeline stage", ["stage"], registry=r
+        )
+        self.dropped_frames = Counter(
+            "cvstack_dropped_frames", "Frames replaced by newer ones before processing", registry=r
+        )
+        self.errors = Counter("cvstack_errors", "Errors by kind", ["kind"], registry=r)
+        self.latency = Histogram(
+            "cvstack_frame_latency_seconds",
+            "Frame received to result sent",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.stage_latency = Histogram(
+            "cvstack_stage_latency_seconds",
+            "Time per pipeline stage",
+            ["stage"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.pipeline_fps = Gauge(
+            "cvstack_pipeline_fps", "Results per second over all sessions (last 5 s)", registry=r
+        )
+        self.triton_batch_size = Gauge(
+            "cvstack_triton_average_batch_size",
+            "Triton average batch size since the last poll",
+            ["model"],
+            registry=r,
+        )
+        self._results: deque[float] = deque(maxlen=4096)
+        self.pipeline_fps.set_function(self._fps)
+
+    def result_sent(self, latency_s: float) -> None:
+        self.latency.observe(latency_s)
+        self._results.append(time.monotonic())
+
+    def _fps(self, window_s: float = 5.0) -> float:
+        horizon = time.monotonic() - window_s
+        while self._results and self._results[0] < horizon:
+            self._results.popleft()
+        return len(self._results) / window_s

@@ -1,0 +1,141 @@
+"""Messages the server sends, as typed dicts (no per-frame model overhead) plus their schema.
+
+`docs/protocol.schema.json` is generated from these types (`cvstack protocol schema`) and the
+tests validate real messages against it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal, NotRequired
+
+from pydantic import TypeAdapter
+from typing_extensions import TypedDict
+
+from backend.protocol import PROTOCOL_VERSION
+
+QueueState = Literal["waiting", "running", "finished"]
+
+
+class QueueStatus(TypedDict):
+    type: Literal["queue_status"]
+    state: QueueState
+    active_sessions: int
+    waiting_sessions: int
+    position: NotRequired[int]  # 1-based place in the queue while waiting
+    protocol_version: NotRequired[int]  # in the first message of every connection
+    session_id: NotRequired[str]
+
+
+class YoloResult(TypedDict):
+    boxes: list[list[float]]  # [x1, y1, x2, y2] in pixels of the frame the client sent
+    scores: list[float]
+    classes: list[int]
+    labels: list[str]
+    track_ids: list[int]  # -1: not tracked
+    velocities: list[list[float]]  # [vx, vy] px/frame of each box centre, for extrapolation
+
+
+class PoseResult(TypedDict):
+    boxes: list[list[float]]
+    scores: list[float]
+    keypoints: list[list[list[float]]]  # per person: [[x, y, conf] x 17]
+
+
+class OcrItem(TypedDict):
+    box: list[float]
+    text: str
+    score: float
+
+
+class FlowResult(TypedDict):
+    fx: list[list[float]]  # rows x cols, px/frame in frame pixels
+    fy: list[list[float]]
+    step: int  # frame pixels between grid points
+    orig_w: int
+    orig_h: int
+    mean_magnitude: float
+
+
+class OcrInfo(TypedDict):
+    reason: str  # what triggered it: client_request, new_object:<label>, motion_settled
+    frame_idx: int  # the frame OCR ran on (results arrive with a later frame)
+    duration_ms: float
+
+
+class InferenceData(TypedDict):
+    frame_idx: int
+    width: int
+    height: int
+    yolo: YoloResult | None
+    pose: PoseResult | None
+    ocr: list[OcrItem] | None
+    ocr_info: OcrInfo | None
+    flow: FlowResult | None
+    fps: float  # results per second of this session
+    latency_ms: float  # frame received -> result sent
+    stage_ms: dict[str, float]
+    dropped_frames: int  # frames replaced by newer ones before processing, this session
+    errors: dict[str, str]  # stage -> what went wrong; the other stages still ran
+
+
+class Inference(TypedDict):
+    type: Literal["inference"]
+    data: InferenceData
+
+
+class LlmSummary(TypedDict):
+    type: Literal["llm_summary"]
+    data: str
+
+
+class Ping(TypedDict):
+    type: Literal["ping"]
+
+
+class ErrorMessage(TypedDict):
+    type: Literal["error"]
+    code: str
+    message: str
+    fatal: bool  # true: the server closes the connection after this message
+
+
+ServerMessage = QueueStatus | Inference | LlmSummary | Ping | ErrorMessage
+
+
+def queue_status(
+    state: QueueState,
+    active: int,
+    waiting: int,
+    *,
+    position: int | None = None,
+    session_id: str | None = None,
+) -> QueueStatus:
+    message: QueueStatus = {
+        "type": "queue_status",
+        "state": state,
+        "active_sessions": active,
+        "waiting_sessions": waiting,
+    }
+    if position is not None:
+        message["position"] = position
+    if session_id is not None:
+        message["session_id"] = session_id
+        message["protocol_version"] = PROTOCOL_VERSION
+    return message
+
+
+def error_message(code: str, message: str, *, fatal: bool = False) -> ErrorMessage:
+    return {"type": "error", "code": code, "message": message, "fatal": fatal}
+
+
+def server_message_schema() -> dict[str, Any]:
+    """JSON Schema of every server message."""
+    schema = TypeAdapter(ServerMessage).json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = f"cvstack /ws/inference server messages, protocol version {PROTOCOL_VERSION}"
+    return schema
+
+
+if __name__ == "__main__":
+    print(json.dumps(server_message_schema(), indent=2, sort_keys=True))

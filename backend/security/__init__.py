@@ -1,0 +1,1 @@
+"""Access control for WebSocket sessions: signed session tokens and the origin allowlist."""

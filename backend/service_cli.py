@@ -1,0 +1,96 @@
+"""`cvstack serve` (the backend alone) and `cvstack demo` (local Triton + backend)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import uvicorn
+from pydantic import ValidationError
+
+from backend.app import create_app
+from backend.cli_support import fail, port_number
+from backend.core.config import Settings
+from backend.model_prep.manifest import ManifestError, load_manifest
+from backend.paths import state_dir
+from backend.triton_server.install import TritonLaunchError
+from backend.triton_server.local_server import LocalTritonServer, ServerAddress
+from backend.triton_server.repository import render_repository
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the `serve` and `demo` commands."""
+    serve = subparsers.add_parser("serve", help="run the backend service (settings: CVSTACK_*)")
+    serve.add_argument("--host", default=None, help="listen address (CVSTACK_HOST)")
+    serve.add_argument("--port", type=port_number, default=None, help="port (CVSTACK_PORT)")
+    serve.set_defaults(handler=_serve)
+
+    demo = subparsers.add_parser("demo", help="local Triton on CPU + the backend; Ctrl-C stops all")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=port_number, default=8080)
+    demo.add_argument("--triton-grpc-port", type=port_number, default=8001)
+    demo.add_argument("--triton-http-port", type=port_number, default=8000)
+    demo.add_argument("--triton-metrics-port", type=port_number, default=8002)
+    demo.set_defaults(handler=_demo)
+
+
+def _settings(**overrides: Any) -> Settings:
+    values = {key: value for key, value in overrides.items() if value is not None}
+    return Settings(**values)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        settings = _settings(host=args.host, port=args.port)
+        load_manifest(settings.models_dir)
+    except ValidationError as exc:
+        return fail(f"invalid settings: {_first_problem(exc)}")
+    except ManifestError as exc:
+        return fail(str(exc))
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    address = ServerAddress(
+        "127.0.0.1", args.triton_http_port, args.triton_grpc_port, args.triton_metrics_port
+    )
+    try:
+        settings = _settings(
+            host=args.host,
+            port=args.port,
+            triton_grpc_url=address.grpc_url,
+            triton_metrics_url=address.metrics_url,
+        )
+        work_dir = state_dir() / "triton"
+        repository = work_dir / "model_repository"
+        names = render_repository(
+            load_manifest(settings.models_dir), settings.models_dir, repository, "cpu"
+        )
+        triton = LocalTritonServer(repository, names, work_dir, address)
+        seconds = triton.start()
+    except ValidationError as exc:
+        return fail(f"invalid settings: {_first_problem(exc)}")
+    except (ManifestError, ValueError, TritonLaunchError) as exc:
+        return fail(str(exc))
+    except KeyboardInterrupt:
+        return 130
+    try:
+        print(
+            f"Triton ready in {seconds:.1f} s ({', '.join(names)}) at {address.grpc_url}\n"
+            f"Backend on http://{settings.host}:{settings.port}  "
+            f"(WebSocket ws://{settings.host}:{settings.port}/ws/inference, /ready, /metrics)\n"
+            "Press Ctrl-C to stop both.",
+            flush=True,
+        )
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    finally:
+        triton.stop()
+        print("Triton stopped.", flush=True)
+    return 0
+
+
+def _first_problem(error: ValidationError) -> str:
+    problem = error.errors()[0]
+    where = ".".join(str(part) for part in problem["loc"])
+    return f"{where}: {problem['msg']}" if where else problem["msg"]

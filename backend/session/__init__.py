@@ -1,0 +1,1 @@
+"""One WebSocket session: admission, the latest-frame queue and the protocol state machine."""

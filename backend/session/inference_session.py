@@ -1,0 +1,262 @@
+"""One `/ws/inference` connection: protocol state machine, admission, frame streaming.
+
+Three tasks run per connection: the receiver (client messages), the pinger and, between
+`start` and `stop`, the streamer (admission, then one frame in flight at a time). Disconnect
+or `stop` cancels what the session started; nothing outlives the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections import deque
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from backend.core.runtime import Runtime
+from backend.pipeline.jpeg import FrameRejected
+from backend.pipeline.multimodal import SessionPipeline
+from backend.protocol.client_messages import (
+    InitMessage,
+    InitParams,
+    OcrRequestMessage,
+    ProtocolError,
+    StartMessage,
+    StopMessage,
+    parse_client_message,
+)
+from backend.protocol.server_messages import (
+    Inference,
+    ServerMessage,
+    error_message,
+    queue_status,
+)
+from backend.session.admission import AdmissionTimeoutError
+from backend.session.frame_queue import LatestFrameQueue, QueuedFrame
+
+log = logging.getLogger(__name__)
+FPS_WINDOW = 30
+POLICY_VIOLATION = 1008
+TRY_AGAIN_LATER = 1013
+
+
+class _ClientGoneError(Exception):
+    """The client went away."""
+
+
+class InferenceSession:
+    """Serves one WebSocket connection from accept to close."""
+
+    def __init__(self, websocket: WebSocket, runtime: Runtime) -> None:
+        self.ws = websocket
+        self.runtime = runtime
+        self.settings = runtime.settings
+        self.id = uuid.uuid4().hex[:12]
+        self.params: InitParams | None = None
+        self.frames = LatestFrameQueue(self.settings.frame_queue_size)
+        self._send_lock = asyncio.Lock()
+        self._streamer: asyncio.Task[None] | None = None
+        self._ocr_requested = False
+        self._result_times: deque[float] = deque(maxlen=FPS_WINDOW)
+
+    async def serve(self) -> None:
+        """Run the session until the client disconnects or a fatal error closes it."""
+        metrics = self.runtime.metrics
+        metrics.connections.inc()
+        pinger = asyncio.create_task(self._ping_forever())
+        try:
+            gate = self.runtime.gate
+            await self.send(queue_status("waiting", gate.active, gate.waiting, session_id=self.id))
+            await self._receive_forever()
+        except _ClientGoneError:
+            pass
+        finally:
+            pinger.cancel()
+            await self._stop_streaming()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pinger
+            metrics.connections.dec()
+
+    async def send(self, message: ServerMessage) -> None:
+        text = json.dumps(message, separators=(",", ":"))
+        async with self._send_lock:
+            try:
+                await self.ws.send_text(text)
+            except (WebSocketDisconnect, RuntimeError, OSError) as exc:
+                raise _ClientGoneError from exc
+
+    async def reject(self, code: str, message: str, *, close_code: int) -> None:
+        """Send a fatal error and close the connection."""
+        with contextlib.suppress(_ClientGoneError):
+            await self.send(error_message(code, message, fatal=True))
+        with contextlib.suppress(RuntimeError, OSError):
+            await self.ws.close(code=close_code, reason=code)
+
+    async def _receive_forever(self) -> None:
+        while True:
+            message = await self.ws.receive()
+            if message["type"] == "websocket.disconnect":
+                raise _ClientGoneError
+            if message.get("bytes") is not None:
+                await self._on_frame(message["bytes"])
+            elif message.get("text") is not None:
+                await self._on_text(message["text"])
+
+    async def _on_text(self, text: str) -> None:
+        try:
+            parsed = parse_client_message(text, self.settings.max_text_bytes)
+        except ProtocolError as exc:
+            await self._error(exc.code, str(exc))
+            return
+        if isinstance(parsed, InitMessage):
+            if self._streaming():
+                await self._error("already_started", "send 'stop' before changing the params")
+                return
+            self.params = parsed.params
+            if parsed.params.use_langchain:
+                await self._error(
+                    "feature_unavailable",
+                    "LLM summaries (use_langchain) are not available on this server yet; "
+                    "the other stages run as requested",
+                )
+        elif isinstance(parsed, StartMessage):
+            if self.params is None:
+                await self._error("init_required", "send 'init' with params before 'start'")
+            elif self._streaming():
+                await self._error("already_started", "this session is already started")
+            else:
+                self._streamer = asyncio.create_task(self._stream(self.params))
+        elif isinstance(parsed, StopMessage):
+            if not self._streaming():
+                await self._error("not_started", "'stop' before 'start'; nothing to stop")
+                return
+            await self._stop_streaming()
+            await self.send(
+                queue_status("finished", self.runtime.gate.active, self.runtime.gate.waiting)
+            )
+        elif isinstance(parsed, OcrRequestMessage):
+            self._ocr_requested = True
+
+    async def _on_frame(self, data: bytes) -> None:
+        if not self._streaming():
+            await self._error("not_started", "send 'init' and 'start' before frames")
+            return
+        if len(data) > self.settings.max_frame_bytes:
+            await self._error(
+                "frame_too_large",
+                f"frames are limited to {self.settings.max_frame_bytes} bytes; send smaller JPEGs",
+            )
+            return
+        if self.frames.put(QueuedFrame(data, time.monotonic())):
+            self.runtime.metrics.dropped_frames.inc()
+
+    async def _stream(self, params: InitParams) -> None:
+        """Wait for a slot, then process the latest frame whenever the previous one is done."""
+        gate = self.runtime.gate
+        metrics = self.runtime.metrics
+        metrics.waiting_sessions.inc()
+        try:
+            await gate.acquire(
+                self._send_waiting,
+                max_wait_s=self.settings.max_wait_s,
+                update_s=self.settings.queue_status_interval_s,
+            )
+        except AdmissionTimeoutError:
+            metrics.errors.labels("server_busy").inc()
+            await self.reject(
+                "server_busy",
+                f"no processing slot became free within {self.settings.max_wait_s:.0f} s; "
+                "try again later",
+                close_code=TRY_AGAIN_LATER,
+            )
+            return
+        finally:
+            metrics.waiting_sessions.dec()
+        metrics.active_sessions.inc()
+        pipeline = SessionPipeline(self.runtime, params)
+        try:
+            await self.send(queue_status("running", gate.active, gate.waiting))
+            frame_idx = 0
+            while True:
+                frame = await self.frames.get()
+                await self._process(pipeline, frame, frame_idx)
+                frame_idx += 1
+        except Exception as exc:  # a bug must not leave the client waiting in silence
+            if not isinstance(exc, _ClientGoneError):
+                log.exception("session %s: streaming failed", self.id)
+                self.runtime.metrics.errors.labels("internal_error").inc()
+                with contextlib.suppress(_ClientGoneError):
+                    await self.send(error_message(
+                        "internal_error", "processing stopped after an internal error; "
+                        "send 'start' to resume"))  # fmt: skip
+        finally:
+            await pipeline.aclose()
+            metrics.active_sessions.dec()
+            gate.release()
+
+    async def _process(self, pipeline: SessionPipeline, frame: QueuedFrame, frame_idx: int) -> None:
+        requested, self._ocr_requested = self._ocr_requested, False
+        try:
+            result = await pipeline.process(frame.data, frame_idx, ocr_requested=requested)
+        except FrameRejected as exc:
+            await self._error(exc.code, str(exc))
+            return
+        now = time.monotonic()
+        self._result_times.append(now)
+        latency_s = now - frame.received_at
+        message: Inference = {
+            "type": "inference",
+            "data": {
+                "frame_idx": frame_idx,
+                "width": result.width,
+                "height": result.height,
+                "yolo": result.yolo,
+                "pose": result.pose,
+                "ocr": result.ocr,
+                "ocr_info": result.ocr_info,
+                "flow": result.flow,
+                "fps": round(self._fps(), 2),
+                "latency_ms": round(latency_s * 1000, 2),
+                "stage_ms": result.stage_ms,
+                "dropped_frames": self.frames.dropped,
+                "errors": result.errors,
+            },
+        }
+        await self.send(message)
+        self.runtime.metrics.result_sent(latency_s)
+
+    async def _stop_streaming(self) -> None:
+        streamer, self._streamer = self._streamer, None
+        if streamer is None:
+            return
+        streamer.cancel()
+        with contextlib.suppress(asyncio.CancelledError, _ClientGoneError):
+            await streamer
+        self.frames.clear()
+
+    async def _send_waiting(self, position: int) -> None:
+        gate = self.runtime.gate
+        await self.send(queue_status("waiting", gate.active, gate.waiting, position=position))
+
+    async def _ping_forever(self) -> None:
+        with contextlib.suppress(_ClientGoneError):
+            while True:
+                await asyncio.sleep(self.settings.ping_interval_s)
+                await self.send({"type": "ping"})
+
+    async def _error(self, code: str, message: str) -> None:
+        self.runtime.metrics.errors.labels(code).inc()
+        await self.send(error_message(code, message))
+
+    def _streaming(self) -> bool:
+        return self._streamer is not None and not self._streamer.done()
+
+    def _fps(self) -> float:
+        times = self._result_times
+        if len(times) < 2 or times[-1] == times[0]:
+            return 0.0
+        return (len(times) - 1) / (times[-1] - times[0])
