@@ -47,7 +47,7 @@ def _serve(args: argparse.Namespace) -> int:
         return fail(f"invalid settings: {_first_problem(exc)}")
     except ManifestError as exc:
         return fail(str(exc))
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    _run_uvicorn(settings)
     return 0
 
 
@@ -83,11 +83,21 @@ def _demo(args: argparse.Namespace) -> int:
             "Press Ctrl-C to stop both.",
             flush=True,
         )
-        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+        _run_uvicorn(settings)
     finally:
         triton.stop()
         print("Triton stopped.", flush=True)
     return 0
+
+
+def _run_uvicorn(settings: Settings) -> None:
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        ws_max_size=settings.ws_max_message_bytes,
+    )
 
 
 def _first_problem(error: ValidationError) -> str:

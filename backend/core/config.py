@@ -74,5 +74,7 @@ class Settings(BaseSettings):
         return self
 
     @property
-    def requires_token(self) -> bool:
-        return self.session_token_secret is not None
+    def ws_max_message_bytes(self) -> int:
+        """Hard WebSocket message limit: up to it, an oversized frame gets an `error` and the
+        session goes on; beyond it the connection is closed with 1009 (message too big)."""
+        return 4 * max(self.max_frame_bytes, self.max_text_bytes)

@@ -79,7 +79,7 @@ class SessionPipeline:
     async def process(self, jpeg: bytes, frame_idx: int, *, ocr_requested: bool) -> FrameResult:
         """Run every enabled stage on one frame; a failed stage is reported, not raised.
 
-        Raises `FrameRejected` when the bytes are not an acceptable JPEG.
+        Raises `FrameRejectedError` when the bytes are not an acceptable JPEG.
         """
         stage_ms: dict[str, float] = {}
         image = await self._timed("decode", stage_ms, decode_jpeg, jpeg, self.limits)
@@ -206,15 +206,16 @@ class SessionPipeline:
             if yolo
             else {}
         )
+        outcome = self.ocr.take_result()
         reason = self.ocr_trigger.observe(
             now=time.monotonic(),
             labels_by_track=labels,
             motion_magnitude=flow.mean_magnitude if flow else None,
             client_requested=requested,
+            ocr_busy=self.ocr.busy,
         )
         if reason is not None:
             self.ocr.submit(image, reason, frame_idx)
-        outcome = self.ocr.take_result()
         if outcome is None:
             return None, None
         self.runtime.metrics.frames.labels("ocr").inc()

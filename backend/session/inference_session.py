@@ -18,7 +18,7 @@ from collections import deque
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from backend.core.runtime import Runtime
-from backend.pipeline.jpeg import FrameRejected
+from backend.pipeline.jpeg import FrameRejectedError
 from backend.pipeline.multimodal import SessionPipeline
 from backend.protocol.client_messages import (
     InitMessage,
@@ -202,7 +202,7 @@ class InferenceSession:
         requested, self._ocr_requested = self._ocr_requested, False
         try:
             result = await pipeline.process(frame.data, frame_idx, ocr_requested=requested)
-        except FrameRejected as exc:
+        except FrameRejectedError as exc:
             await self._error(exc.code, str(exc))
             return
         now = time.monotonic()

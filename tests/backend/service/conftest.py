@@ -39,7 +39,7 @@ class BackendServer:
             host=settings.host,
             port=settings.port,
             log_level="warning",
-            ws_max_size=settings.max_frame_bytes + 65536,
+            ws_max_size=settings.ws_max_message_bytes,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -139,7 +139,9 @@ class Client:
         """Skip messages until one of `kind` arrives."""
         deadline = time.monotonic() + timeout
         while True:
-            message = self.receive(max(0.1, deadline - time.monotonic()))
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, f"no '{kind}' message within {timeout} s"
+            message = self.receive(remaining)
             if message["type"] == kind:
                 return message
 

@@ -60,7 +60,7 @@ def test_detections_equal_the_model_run_directly_and_map_to_frame_pixels(
     backend: BackendServer, open_client: OpenClient, triton: LocalTritonServer, manifest: Manifest
 ) -> None:
     frame = jpeg_frame(width=480, height=270)
-    image = cv2.imdecode(np.frombuffer(frame, np.uint8), cv2.IMREAD_COLOR)
+    image = np.asarray(cv2.imdecode(np.frombuffer(frame, np.uint8), cv2.IMREAD_COLOR), np.uint8)
     tensor, box = letterbox(image, 320)
 
     async def direct() -> Any:

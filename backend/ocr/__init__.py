@@ -1,0 +1,1 @@
+"""Event-triggered text reading (OCR) that runs beside the per-frame pipeline."""

@@ -1,0 +1,1 @@
+"""Per-frame vision steps: decode, preprocess, decode model outputs, track and estimate motion."""

@@ -1,0 +1,110 @@
+"""Dense optical flow between consecutive frames, downsampled to a small grid for clients.
+
+Flow is computed on grayscale frames shrunk to `work_width` (speed), then scaled back so
+every value is in original-frame pixels per frame.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+FlowMethod = Literal["farneback", "dis"]
+
+# calcOpticalFlowFarneback: pyr_scale, levels, winsize, iterations, poly_n, poly_sigma, flags
+_FARNEBACK_PARAMS = (0.5, 3, 15, 3, 5, 1.2, 0)
+
+
+@dataclass(frozen=True)
+class FlowField:
+    """Motion between two frames on a grid of `step` x `step` original-pixel cells.
+
+    `fx[r][c]`, `fy[r][c]` are the mean flow of the cell whose top-left corner is at
+    (c * step, r * step), in original-frame pixels per frame, rounded to 2 decimals; the grid
+    has ceil(orig_h / step) rows and ceil(orig_w / step) columns, so the last row and column
+    may cover partial cells. `mean_magnitude` is the mean flow length over the whole frame.
+    """
+
+    fx: list[list[float]]
+    fy: list[list[float]]
+    step: int
+    orig_w: int
+    orig_h: int
+    mean_magnitude: float
+
+
+class MotionEstimator:
+    """Optical flow of one stream, frame after frame.
+
+    Not thread-safe: use one estimator per stream, updated with frames in order.
+    """
+
+    def __init__(self, method: FlowMethod = "dis", work_width: int = 320, step: int = 16) -> None:
+        if method not in ("farneback", "dis"):
+            raise ValueError(f"unknown optical flow method '{method}'; use 'dis' or 'farneback'")
+        if work_width <= 0 or step <= 0:
+            raise ValueError(f"work_width ({work_width}) and step ({step}) must be positive")
+        self.method: FlowMethod = method
+        self.work_width = work_width
+        self.step = step
+        self._dis = (
+            cv2.DISOpticalFlow.create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
+            if method == "dis"
+            else None
+        )
+        self._previous: NDArray[np.uint8] | None = None
+        self._previous_size: tuple[int, int] | None = None
+
+    def reset(self) -> None:
+        """Forget the previous frame; the next update returns None."""
+        self._previous = None
+        self._previous_size = None
+
+    def update(self, frame_bgr: NDArray[np.uint8]) -> FlowField | None:
+        """Flow from the previous frame to this one; None on the first frame or a size change."""
+        orig_h, orig_w = frame_bgr.shape[:2]
+        gray = self._work_image(frame_bgr)
+        previous, previous_size = self._previous, self._previous_size
+        self._previous, self._previous_size = gray, (orig_w, orig_h)
+        if previous is None or previous_size != (orig_w, orig_h):
+            return None
+        flow = self._flow(previous, gray)
+        flow *= np.array([orig_w / gray.shape[1], orig_h / gray.shape[0]], dtype=np.float32)
+        rows, cols = math.ceil(orig_h / self.step), math.ceil(orig_w / self.step)
+        grid = cv2.resize(flow, (cols, rows), interpolation=cv2.INTER_AREA).reshape(rows, cols, 2)
+        grid = grid.astype(np.float64)  # so the rounded values print as short decimals
+        magnitude = float(np.mean(np.hypot(flow[..., 0], flow[..., 1])))
+        return FlowField(
+            fx=np.round(grid[..., 0], 2).tolist(),
+            fy=np.round(grid[..., 1], 2).tolist(),
+            step=self.step,
+            orig_w=orig_w,
+            orig_h=orig_h,
+            mean_magnitude=round(magnitude, 2),
+        )
+
+    def _work_image(self, frame_bgr: NDArray[np.uint8]) -> NDArray[np.uint8]:
+        """Grayscale, shrunk to `work_width` keeping the aspect ratio (never enlarged)."""
+        gray = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY)
+        orig_h, orig_w = gray.shape
+        if orig_w <= self.work_width:
+            return np.asarray(gray, dtype=np.uint8)
+        work_h = max(1, round(orig_h * self.work_width / orig_w))
+        small = cv2.resize(gray, (self.work_width, work_h), interpolation=cv2.INTER_AREA)
+        return np.asarray(small, dtype=np.uint8)
+
+    def _flow(self, previous: NDArray[np.uint8], current: NDArray[np.uint8]) -> NDArray[np.float32]:
+        """(H, W, 2) flow in work-image pixels."""
+        # flow=None: allocate the output (OpenCV accepts it; its stubs do not say so)
+        if self._dis is not None:
+            flow = self._dis.calc(previous, current, None)  # type: ignore[call-overload]
+        else:
+            flow = cv2.calcOpticalFlowFarneback(  # type: ignore[call-overload]
+                previous, current, None, *_FARNEBACK_PARAMS
+            )
+        return np.asarray(flow, dtype=np.float32)
