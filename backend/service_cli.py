@@ -97,6 +97,7 @@ def _run_uvicorn(settings: Settings) -> None:
         port=settings.port,
         log_level="info",
         ws_max_size=settings.ws_max_message_bytes,
+        ws_per_message_deflate=False,  # JPEG frames do not compress; deflate only costs CPU
     )
 
 

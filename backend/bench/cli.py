@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from backend.bench.triton_bench import render_markdown, run_triton_bench
+from backend.bench import motion_bench, triton_bench, ws_bench
 from backend.cli_support import fail, positive_int
 from backend.model_prep.manifest import ManifestError
 from backend.paths import default_models_dir
@@ -23,10 +23,23 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     triton.add_argument("--concurrency", type=positive_int, default=8)
     triton.set_defaults(handler=_triton)
 
+    stream = commands.add_parser("stream", help="WebSocket sessions end to end through the stack")
+    stream.add_argument("--models-dir", type=Path, default=None)
+    stream.add_argument("--frames", type=positive_int, default=100, help="frames per latency row")
+    stream.add_argument("--overload-seconds", type=positive_int, default=30)
+    stream.add_argument("--overload-fps", type=positive_int, default=30)
+    stream.add_argument("--sessions", type=positive_int, default=8)
+    stream.add_argument("--concurrent-seconds", type=positive_int, default=20)
+    stream.set_defaults(handler=_stream)
+
+    motion = commands.add_parser("motion", help="Farneback vs DIS optical flow")
+    motion.add_argument("--repeats", type=positive_int, default=100)
+    motion.set_defaults(handler=_motion)
+
 
 def _triton(args: argparse.Namespace) -> int:
     try:
-        result = run_triton_bench(
+        result = triton_bench.run_triton_bench(
             args.models_dir or default_models_dir(),
             repeats=args.repeats,
             starts=args.starts,
@@ -34,5 +47,26 @@ def _triton(args: argparse.Namespace) -> int:
         )
     except (ManifestError, TritonLaunchError, ValueError) as exc:
         return fail(str(exc))
-    print(render_markdown(result), end="")
+    print(triton_bench.render_markdown(result), end="")
+    return 0
+
+
+def _stream(args: argparse.Namespace) -> int:
+    try:
+        result = ws_bench.run_ws_bench(
+            args.models_dir or default_models_dir(),
+            frames=args.frames,
+            overload_s=args.overload_seconds,
+            overload_fps=args.overload_fps,
+            sessions=args.sessions,
+            concurrent_s=args.concurrent_seconds,
+        )
+    except (ManifestError, TritonLaunchError, ValueError, RuntimeError) as exc:
+        return fail(str(exc))
+    print(ws_bench.render_markdown(result), end="")
+    return 0
+
+
+def _motion(args: argparse.Namespace) -> int:
+    print(motion_bench.render_markdown(*motion_bench.run_motion_bench(args.repeats)), end="")
     return 0

@@ -15,12 +15,14 @@ class LatencyStats:
 
     samples: int
     p50_ms: float
+    p95_ms: float
     p99_ms: float
 
     @classmethod
     def of(cls, seconds: list[float]) -> LatencyStats:
         ms = np.asarray(seconds) * 1000.0
-        return cls(len(ms), float(np.percentile(ms, 50)), float(np.percentile(ms, 99)))
+        p50, p95, p99 = (float(np.percentile(ms, q)) for q in (50, 95, 99))
+        return cls(len(ms), p50, p95, p99)
 
 
 def time_calls(call: Callable[[], object], repeats: int, warmup: int) -> LatencyStats:

@@ -109,12 +109,14 @@ async def _measure(
             )
             side = entry.input_size or entry.inputs[0].dims[-1]
             for batch in (1, 8):
-                images = np.random.default_rng(batch).random((batch, 3, side, side), np.float32)
+                images = np.random.default_rng(batch).integers(
+                    0, 256, (batch, 3, side, side), np.uint8
+                )
                 runs = max(5, repeats // batch)
                 triton = await time_async_calls(partial(_infer, client, name, images), runs, 3)
                 local = time_calls(partial(session.run, None, {"images": images}), runs, 3)
                 latency.append(LatencyRow(name, batch, triton, local))
-            single = np.random.default_rng(0).random((1, 3, side, side), np.float32)
+            single = np.random.default_rng(0).integers(0, 256, (1, 3, side, side), np.uint8)
             throughput.append(
                 await _throughput(
                     client,
@@ -137,7 +139,7 @@ async def _throughput(
     *,
     session: ort.InferenceSession,
     name: str,
-    image: NDArray[np.float32],
+    image: NDArray[np.uint8],
     repeats: int,
     concurrency: int,
 ) -> ThroughputRow:
@@ -159,9 +161,9 @@ async def _throughput(
 
 
 async def _infer(
-    client: grpcclient.InferenceServerClient, name: str, images: NDArray[np.float32]
+    client: grpcclient.InferenceServerClient, name: str, images: NDArray[np.uint8]
 ) -> None:
-    request = grpcclient.InferInput("images", list(images.shape), "FP32")
+    request = grpcclient.InferInput("images", list(images.shape), "UINT8")
     request.set_data_from_numpy(images)
     await client.infer(name, [request])
 

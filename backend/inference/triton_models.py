@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import numpy as np
 import tritonclient.grpc.aio as grpcclient
@@ -20,7 +21,11 @@ class StageError(Exception):
         self.code = code
 
 
-_NUMPY_TYPES = {"TYPE_FP32": (np.float32, "FP32"), "TYPE_FP16": (np.float16, "FP16")}
+_NUMPY_TYPES = {
+    "TYPE_UINT8": (np.uint8, "UINT8"),
+    "TYPE_FP32": (np.float32, "FP32"),
+    "TYPE_FP16": (np.float16, "FP16"),
+}
 
 
 class TritonModels:
@@ -35,7 +40,7 @@ class TritonModels:
         self.models = models
         self._client = grpcclient.InferenceServerClient(url)
 
-    async def infer(self, model: str, images: NDArray[np.float32]) -> NDArray[np.float32]:
+    async def infer(self, model: str, images: NDArray[Any]) -> NDArray[np.float32]:
         """Run one `[1, 3, S, S]` batch; returns the first output without the batch axis."""
         entry = self.models[model]
         numpy_type, triton_type = _NUMPY_TYPES[entry.inputs[0].dtype]

@@ -209,7 +209,7 @@ def _run_once(path: Path, image: TensorSpec, size: int, batch: int, where: str) 
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.log_severity_level = 3
-    dtype = np.float16 if image.dtype == "TYPE_FP16" else np.float32
+    dtype = {"TYPE_FP16": np.float16, "TYPE_UINT8": np.uint8}.get(image.dtype, np.float32)
     blank = np.zeros((batch, 3, size, size), dtype=dtype)
     try:
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

@@ -30,6 +30,7 @@ from backend.model_prep.manifest import (
 )
 from backend.model_prep.ocr_models import OcrModel, bundled_ocr_models, stage_ocr_model
 from backend.model_prep.onnx_inspect import YoloTask, describe_yolo_onnx
+from backend.model_prep.uint8_input import accept_uint8_images
 from backend.model_prep.yolo_export import (
     OFFICIAL_WEIGHTS,
     RANDOM_CONFIGS,
@@ -198,6 +199,7 @@ class _Run:
                 shutil.copyfile(request.user_file, target)
             else:
                 os.replace(self._export(request), target)
+            accept_uint8_images(target)
             graph = describe_yolo_onnx(target, request.task, request.name)
         if not request.source.meaningful:
             self.report.warn(f"{request.name} has random weights: its detections are meaningless")

@@ -45,8 +45,10 @@ class Letterbox:
         return corners.reshape(boxes.shape)
 
 
-def letterbox(image_bgr: NDArray[np.uint8], size: int) -> tuple[NDArray[np.float32], Letterbox]:
-    """A (1, 3, size, size) float32 RGB tensor in 0..1 and the placement that produced it.
+def letterbox(image_bgr: NDArray[np.uint8], size: int) -> tuple[NDArray[np.uint8], Letterbox]:
+    """A (1, 3, size, size) uint8 RGB tensor and the placement that produced it.
+
+    The prepared models take raw pixels and scale them to 0..1 inside the graph.
 
     Frames are scaled up or down to fit `size` and padded evenly on both sides.
     """
@@ -64,9 +66,8 @@ def letterbox(image_bgr: NDArray[np.uint8], size: int) -> tuple[NDArray[np.float
     )
     left = round((size - new_w) / 2 - 0.1)  # ultralytics puts an odd padding pixel last
     top = round((size - new_h) / 2 - 0.1)
-    tensor = np.full((1, 3, size, size), PAD_VALUE, dtype=np.float32)
+    tensor = np.full((1, 3, size, size), PAD_VALUE, dtype=np.uint8)
     content = tensor[0, :, top : top + new_h, left : left + new_w]
     for channel, plane in enumerate(reversed(cv2.split(resized))):  # BGR planes -> RGB
         content[channel] = plane
-    tensor *= np.float32(1 / 255)
     return tensor, Letterbox(scale, left, top, size, orig_w, orig_h)

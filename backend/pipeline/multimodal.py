@@ -82,19 +82,13 @@ class SessionPipeline:
         Raises `FrameRejectedError` when the bytes are not an acceptable JPEG.
         """
         stage_ms: dict[str, float] = {}
-        image = await self._timed("decode", stage_ms, decode_jpeg, jpeg, self.limits)
+        image, prepared = await self._timed("decode", stage_ms, self._prepare, jpeg)
         height, width = image.shape[:2]
         jobs: dict[str, Coroutine[Any, Any, Any]] = {}
-        if self.params.use_yolo or self.params.use_yolo_pose:
-            sizes = {self._size(self.detector), self._size(self.pose_model)}
-            prepared = await asyncio.gather(
-                *(self._timed(f"letterbox{s}", stage_ms, letterbox, image, s) for s in sizes)
-            )
-            boxes = dict(zip(sizes, prepared, strict=True))
-            if self.params.use_yolo:
-                jobs["yolo"] = self._detect(boxes[self._size(self.detector)], stage_ms)
-            if self.params.use_yolo_pose:
-                jobs["pose"] = self._pose(boxes[self._size(self.pose_model)], stage_ms)
+        if self.params.use_yolo:
+            jobs["yolo"] = self._detect(prepared[self._size(self.detector)], stage_ms)
+        if self.params.use_yolo_pose:
+            jobs["pose"] = self._pose(prepared[self._size(self.pose_model)], stage_ms)
         if self.motion is not None:
             jobs["motion"] = self._timed("motion", stage_ms, self.motion.update, image)
         outcomes = dict(
@@ -120,16 +114,28 @@ class SessionPipeline:
             ocr=ocr,
             ocr_info=ocr_info,
             flow=_flow_json(flow) if flow is not None else None,
-            stage_ms={k: v for k, v in stage_ms.items() if not k.startswith("letterbox")},
+            stage_ms=stage_ms,
             errors=errors,
         )
+
+    def _prepare(
+        self, jpeg: bytes
+    ) -> tuple[NDArray[np.uint8], dict[int, tuple[NDArray[np.uint8], Letterbox]]]:
+        """Decode and letterbox in one worker-thread hop (one per distinct model input size)."""
+        image = decode_jpeg(jpeg, self.limits)
+        sizes = set()
+        if self.params.use_yolo:
+            sizes.add(self._size(self.detector))
+        if self.params.use_yolo_pose:
+            sizes.add(self._size(self.pose_model))
+        return image, {size: letterbox(image, size) for size in sizes}
 
     async def aclose(self) -> None:
         if self.ocr is not None:
             await self.ocr.aclose()
 
     async def _detect(
-        self, prepared: tuple[NDArray[np.float32], Letterbox], stage_ms: dict[str, float]
+        self, prepared: tuple[NDArray[np.uint8], Letterbox], stage_ms: dict[str, float]
     ) -> YoloResult | None:
         tensor, box = prepared
         started = time.perf_counter()
@@ -158,7 +164,7 @@ class SessionPipeline:
         return detections, ids.tolist(), velocities
 
     async def _pose(
-        self, prepared: tuple[NDArray[np.float32], Letterbox], stage_ms: dict[str, float]
+        self, prepared: tuple[NDArray[np.uint8], Letterbox], stage_ms: dict[str, float]
     ) -> PoseResult | None:
         tensor, box = prepared
         started = time.perf_counter()
@@ -240,8 +246,7 @@ class SessionPipeline:
         started = time.perf_counter()
         result = await self._run(function, *args)
         stage_ms[stage] = _ms_since(started)
-        if not stage.startswith("letterbox"):
-            self.runtime.metrics.stage_latency.labels(stage).observe(stage_ms[stage] / 1000)
+        self.runtime.metrics.stage_latency.labels(stage).observe(stage_ms[stage] / 1000)
         return result
 
     async def _run(self, function: Callable[..., T], *args: Any) -> T:

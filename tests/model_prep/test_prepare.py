@@ -50,7 +50,7 @@ def test_random_weights_give_detect_pose_and_ocr(random_models: tuple[Path, Mani
     assert detect.outputs == (TensorSpec("output0", "TYPE_FP32", (84, 2100)),)
     assert pose.outputs == (TensorSpec("output0", "TYPE_FP32", (56, 2100)),)
     for entry in (detect, pose):
-        assert entry.inputs == (TensorSpec("images", "TYPE_FP32", (3, 320, 320)),)
+        assert entry.inputs == (TensorSpec("images", "TYPE_UINT8", (3, 320, 320)),)
         assert (entry.output_format, entry.input_size, entry.batch) == ("yolo_raw", 320, None)
         assert (entry.source.kind, entry.source.meaningful) == ("random", False)
     assert detect.class_names == COCO_CLASSES
@@ -65,7 +65,7 @@ def test_exports_take_any_batch(random_models: tuple[Path, Manifest]) -> None:
     session = ort.InferenceSession(
         str(models_dir / "yolo.onnx"), providers=["CPUExecutionProvider"]
     )
-    (output,) = session.run(None, {"images": np.zeros((2, 3, 320, 320), np.float32)})
+    (output,) = session.run(None, {"images": np.zeros((2, 3, 320, 320), np.uint8)})
     assert output.shape == (2, 84, 2100)
 
 
@@ -88,13 +88,18 @@ def test_ocr_models_come_from_the_rapidocr_wheel(random_models: tuple[Path, Mani
     assert "character" in onnx_metadata(load_onnx(models_dir / rec.file))
 
 
-def test_user_onnx_files_are_copied_as_they_are(yolo_onnx: OnnxFactory, tmp_path: Path) -> None:
+def test_user_onnx_files_are_copied_with_a_uint8_input(
+    yolo_onnx: OnnxFactory, tmp_path: Path
+) -> None:
     detector, pose = _user_models(yolo_onnx)
+    original = sha256_of(detector)
     manifest = prepare_models(tmp_path / "models", detector=detector, pose=pose, include_ocr=False)
     entry = manifest.entry("yolo")
     assert entry.class_names == ("cat", "dog", "bird")
     assert entry.outputs[0].dims == (7, 2100)
-    assert entry.sha256 == sha256_of(detector)
+    assert entry.inputs == (TensorSpec("images", "TYPE_UINT8", (3, 320, 320)),)
+    assert sha256_of(detector) == original, "the user's own file is left untouched"
+    assert entry.sha256 == sha256_of(tmp_path / "models" / entry.file)
     assert (entry.source.kind, entry.source.meaningful) == ("user", True)
     assert str(detector) in entry.source.detail
     assert set(manifest.models) == {"yolo", "yolo_pose"}

@@ -49,7 +49,7 @@ def test_contract_batches_and_matches_the_manifest(manifest: Manifest, name: str
     assert [(t.name, list(t.dims)) for t in config.input] == [("images", [3, 320, 320])]
     channels = 84 if name == "yolo" else 56
     assert [(t.name, list(t.dims)) for t in config.output] == [("output0", [channels, 2100])]
-    assert config.input[0].data_type == model_config_pb2.TYPE_FP32
+    assert config.input[0].data_type == model_config_pb2.TYPE_UINT8
 
 
 def test_static_batch_one_is_served_unbatched_with_the_batch_in_the_dims(

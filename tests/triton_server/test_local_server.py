@@ -20,9 +20,9 @@ MODELS = ["yolo", "yolo_pose"]
 
 
 async def infer(
-    client: grpcclient.InferenceServerClient, model: str, images: NDArray[np.float32]
+    client: grpcclient.InferenceServerClient, model: str, images: NDArray[np.uint8]
 ) -> NDArray[np.float32]:
-    request = grpcclient.InferInput("images", list(images.shape), "FP32")
+    request = grpcclient.InferInput("images", list(images.shape), "UINT8")
     request.set_data_from_numpy(images)
     result = await client.infer(
         model, [request], outputs=[grpcclient.InferRequestedOutput("output0")]
@@ -31,8 +31,8 @@ async def infer(
     return output
 
 
-def random_images(batch: int, seed: int) -> NDArray[np.float32]:
-    return np.random.default_rng(seed).random((batch, 3, 320, 320), dtype=np.float32)
+def random_images(batch: int, seed: int) -> NDArray[np.uint8]:
+    return np.random.default_rng(seed).integers(0, 256, (batch, 3, 320, 320), dtype=np.uint8)
 
 
 def test_server_and_models_report_ready_with_the_manifest_metadata(
@@ -55,7 +55,7 @@ def test_server_and_models_report_ready_with_the_manifest_metadata(
     for model in MODELS:
         entry = manifest.entry(model)
         assert metadata[model]["inputs"] == [
-            {"name": "images", "datatype": "FP32", "shape": ["-1", "3", "320", "320"]}
+            {"name": "images", "datatype": "UINT8", "shape": ["-1", "3", "320", "320"]}
         ]
         (output,) = metadata[model]["outputs"]
         assert output["name"] == "output0"

@@ -40,6 +40,7 @@ class BackendServer:
             port=settings.port,
             log_level="warning",
             ws_max_size=settings.ws_max_message_bytes,
+            ws_per_message_deflate=False,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

@@ -66,7 +66,7 @@ def test_detections_equal_the_model_run_directly_and_map_to_frame_pixels(
     async def direct() -> Any:
         client = grpcclient.InferenceServerClient(triton.address.grpc_url)
         try:
-            request = grpcclient.InferInput("images", list(tensor.shape), "FP32")
+            request = grpcclient.InferInput("images", list(tensor.shape), "UINT8")
             request.set_data_from_numpy(tensor)
             return (await client.infer("yolo", [request])).as_numpy("output0")[0]
         finally:

@@ -1,0 +1,79 @@
+"""A throwaway local stack for benchmarks: Triton on CPU plus `cvstack serve` in a subprocess."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from backend.model_prep.manifest import load_manifest
+from backend.paths import REPO_ROOT
+from backend.triton_server.local_server import LocalTritonServer, ServerAddress
+from backend.triton_server.repository import render_repository
+
+
+@dataclass(frozen=True)
+class LocalStack:
+    triton: LocalTritonServer
+    backend_url: str
+
+    @property
+    def ws_url(self) -> str:
+        return self.backend_url.replace("http://", "ws://") + "/ws/inference"
+
+
+@contextlib.contextmanager
+def local_stack(models_dir: Path, **backend_env: str) -> Iterator[LocalStack]:
+    """Start Triton and the backend on free ports; stop both on exit."""
+    with tempfile.TemporaryDirectory(prefix="cvstack-stack-") as tmp:
+        repository = Path(tmp) / "repository"
+        names = render_repository(load_manifest(models_dir), models_dir, repository, "cpu")
+        triton = LocalTritonServer(repository, names, Path(tmp), ServerAddress.on_free_ports())
+        triton.start()
+        port = ServerAddress.on_free_ports().http_port
+        env = {
+            **os.environ,
+            "CVSTACK_PORT": str(port),
+            "CVSTACK_MODELS_DIR": str(models_dir),
+            "CVSTACK_TRITON_GRPC_URL": triton.address.grpc_url,
+            "CVSTACK_TRITON_METRICS_URL": triton.address.metrics_url,
+            **backend_env,
+        }
+        backend = subprocess.Popen(
+            [sys.executable, "-m", "backend.cli", "serve"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            _wait_ready(url, backend)
+            yield LocalStack(triton, url)
+        finally:
+            backend.terminate()
+            backend.wait(30)
+            triton.stop()
+
+
+def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the backend exited with code {process.returncode}")
+        with (
+            contextlib.suppress(urllib.error.URLError, ConnectionError),
+            urllib.request.urlopen(f"{url}/ready", timeout=1) as response,
+        ):
+            if response.status == 200:
+                return
+        time.sleep(0.1)
+    raise RuntimeError("the backend did not become ready")
