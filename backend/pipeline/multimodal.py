@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -285,12 +285,4 @@ def _round(values: NDArray[Any], digits: int) -> Any:
 
 
 def _flow_json(flow: FlowField) -> FlowResult:
-    data = dataclasses.asdict(flow)
-    return {
-        "fx": data["fx"],
-        "fy": data["fy"],
-        "step": data["step"],
-        "orig_w": data["orig_w"],
-        "orig_h": data["orig_h"],
-        "mean_magnitude": data["mean_magnitude"],
-    }
+    return cast(FlowResult, dataclasses.asdict(flow))

@@ -1,0 +1,86 @@
+"""status: GET /ready against a real loopback HTTP server, the instance state from moto."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import boto3
+import pytest
+
+from lambdas.status import handler as status_handler
+from lambdas.status.logic import check_ready, instance_status
+from tests.lambdas.conftest import REGION, ReadyServer, api_event
+
+
+def test_ready_backend(ready_server: ReadyServer) -> None:
+    check = check_ready(ready_server.host, scheme="http")
+    assert (check.ready, check.http_status, check.detail) == (True, 200, {"ready": True})
+    assert ready_server.requests == ["/ready"]
+
+
+def test_not_ready_backend_passes_its_reason_on(ready_server: ReadyServer) -> None:
+    ready_server.status, ready_server.body = 503, {"ready": False, "missing": ["yolo"]}
+    check = check_ready(ready_server.host, scheme="http")
+    assert (check.ready, check.http_status) == (False, 503)
+    assert check.detail == {"ready": False, "missing": ["yolo"]}
+
+
+def test_slow_backend_is_not_ready_within_the_timeout(ready_server: ReadyServer) -> None:
+    ready_server.delay_s = 1.0
+    began = time.monotonic()
+    check = check_ready(ready_server.host, scheme="http", timeout_s=0.2)
+    assert time.monotonic() - began < 0.9
+    assert (check.ready, check.http_status) == (False, None)
+    assert "unreachable" in str(check.detail)
+
+
+def test_unreachable_backend_is_not_ready() -> None:
+    check = check_ready("127.0.0.1:9", scheme="http", timeout_s=0.5)
+    assert not check.ready
+    assert "backend unreachable at http://127.0.0.1:9/ready" in str(check.detail)
+
+
+def test_unknown_scheme_is_refused() -> None:
+    with pytest.raises(ValueError, match="scheme must be one of"):
+        check_ready("example.com", scheme="ftp")
+
+
+def test_stopped_instance_is_not_probed(instance_id: str, ready_server: ReadyServer) -> None:
+    ec2 = boto3.client("ec2", region_name=REGION)
+    ec2.stop_instances(InstanceIds=[instance_id])
+    body = instance_status(ec2, instance_id, ready_server.host, scheme="http", timeout_s=1)
+    assert body == {
+        "state": "stopped",
+        "endpoint": f"wss://{ready_server.host}/ws/inference",
+        "ready": False,
+        "backend": None,
+    }
+    assert ready_server.requests == []
+
+
+def test_handler_reports_state_and_readiness(
+    instance_id: str, ready_server: ReadyServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in {
+        "INSTANCE_ID": instance_id,
+        "ENDPOINT_HOST": ready_server.host,
+        "ALLOWED_ORIGINS": "https://app.example.com",
+        "READY_SCHEME": "http",
+        "READY_TIMEOUT_S": "1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    response = status_handler.handler(api_event("GET", "/status", "https://app.example.com"), None)
+    assert response["statusCode"] == 200
+    assert response["headers"]["Access-Control-Allow-Origin"] == "https://app.example.com"  # type: ignore[index]
+    body = json.loads(str(response["body"]))
+    assert (body["state"], body["ready"], body["backend"]["http_status"]) == ("running", True, 200)
+
+    wrong = status_handler.handler(api_event("POST", "/status"), None)
+    assert wrong["statusCode"] == 400
+    assert "accepts GET only" in str(wrong["body"])
+
+    monkeypatch.setenv("INSTANCE_ID", "i-0000000000000000f")
+    missing = status_handler.handler(api_event("GET", "/status"), None)
+    assert missing["statusCode"] == 500
+    assert json.loads(str(missing["body"]))["error"] == "instance_missing"
