@@ -8,20 +8,24 @@ PY := $(VENV)/bin/python
 CVSTACK := $(VENV)/bin/cvstack
 # PyPI's default torch on Linux is a multi-GB CUDA build; the CPU build is all that model export needs.
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= backend,triton-local,models,dev
+EXTRAS ?= backend,triton-local,models,infra,dev
 # Debian packages the tests and the demo need (later parts add nginx, chromium, ...).
 SYSTEM_PACKAGES ?=
 SYSTEM_COMMANDS ?= setpriv
 INSTALL_STAMP := $(VENV)/.install-stamp
 TRITON_PORTS ?= --http-port 8000 --grpc-port 8001 --metrics-port 8002
+# The AWS CDK: Python's aws-cdk-lib runs on Node.js; the CLI is pinned in package.json.
+NODE_STAMP := node_modules/.install-stamp
+CDK_ENV := CDK_DISABLE_CLI_TELEMETRY=true JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20
 
-.PHONY: help install system-deps demo test lint models triton bench clean
+.PHONY: help install system-deps node-deps demo test lint models triton bench synth clean
 
 help:
 	@echo "make demo   set up, prepare local models and run the local stack (Ctrl-C stops all)"
 	@echo "make test   set up and run lint + the whole test suite"
 	@echo "make models prepare models (official weights, or random weights when offline)"
 	@echo "make bench  run the benchmarks and print the tables for docs/benchmarks.md"
+	@echo "make synth  synthesize the AWS CDK stack into cdk.out (offline, cdk-nag checked)"
 	@echo "make clean  remove .venv and local state (.cvstack)"
 
 $(PY):
@@ -37,7 +41,20 @@ $(INSTALL_STAMP): pyproject.toml requirements/ultralytics-nodeps.txt | $(PY)
 	$(PY) -m pip install --quiet --no-deps -r requirements/ultralytics-nodeps.txt
 	@touch $@
 
-install: system-deps $(INSTALL_STAMP)
+install: system-deps node-deps $(INSTALL_STAMP)
+
+node-deps:
+	@command -v node >/dev/null && command -v npm >/dev/null && exit 0; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing system packages: nodejs npm"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm; \
+	else \
+	  echo "error: the AWS CDK needs Node.js >= 18 and npm; install them (e.g. sudo apt-get install nodejs npm) and rerun"; exit 1; \
+	fi
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
 
 system-deps:
 	@missing=""; for c in $(SYSTEM_COMMANDS); do command -v $$c >/dev/null || missing="$$missing $$c"; done; \
@@ -68,8 +85,11 @@ lint: install
 test: install lint
 	$(VENV)/bin/pytest
 
+synth: install $(NODE_STAMP)
+	$(CDK_ENV) npx --no-install cdk synth -q --no-notices
+
 bench: models
 	$(CVSTACK) bench triton
 
 clean:
-	rm -rf $(VENV) .cvstack
+	rm -rf $(VENV) .cvstack cdk.out node_modules

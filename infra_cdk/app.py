@@ -1,0 +1,47 @@
+"""Entry point `python -m infra_cdk.app` (what `npx cdk synth` runs, see cdk.json)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+
+from infra_cdk.config import StackConfig
+from infra_cdk.lambda_assets import REPO_ROOT
+from infra_cdk.nag import apply_nag
+from infra_cdk.stack import CvstackStack
+
+STACK_NAME = "Cvstack"
+
+
+def cdk_json_context(path: Path = REPO_ROOT / "cdk.json") -> dict[str, Any]:
+    """The context (feature flags and the `cvstack` settings) that cdk.json declares."""
+    context = json.loads(path.read_text()).get("context", {})
+    if not isinstance(context, dict):
+        raise ValueError(f"{path}: 'context' must be an object")
+    return context
+
+
+def build_app(*, outdir: str | None = None, nag: bool = True) -> tuple[cdk.App, CvstackStack]:
+    """The app with cdk.json's context, so `python -m` and `cdk synth` build the same template."""
+    context = cdk_json_context()
+    app = cdk.App(context=context, outdir=outdir)
+    config = StackConfig.from_context({"cvstack": app.node.try_get_context("cvstack") or {}})
+    stack = CvstackStack(
+        app, STACK_NAME, config=config, description="cvstack: on-demand GPU vision backend"
+    )
+    if nag:
+        apply_nag(app, stack, config)
+    return app, stack
+
+
+def main() -> None:
+    """Synthesize into cdk.out (or the CLI's output folder)."""
+    app, _ = build_app()
+    app.synth()
+
+
+if __name__ == "__main__":
+    main()

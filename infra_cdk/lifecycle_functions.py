@@ -1,0 +1,131 @@
+"""The start_server, status and idle_stop Lambdas, each with its own least-privilege role."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from infra_cdk import permissions
+from infra_cdk.config import StackConfig
+from infra_cdk.gpu_instance import GpuInstance
+from infra_cdk.lambda_assets import RUNTIME, lambda_code
+from infra_cdk.session_secret import SessionSecret
+
+SESSION_TOKEN_MODULE = "backend/security/session_token.py"
+SCHEDULE_PERIOD = Duration.minutes(1)
+
+
+class LifecycleFunctions(Construct):
+    """`start_server`, `status`, `idle_stop` (with their `roles`) and the `idle_schedule`."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: StackConfig,
+        gpu: GpuInstance,
+        session_secret: SessionSecret,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.roles: list[iam.Role] = []
+        common = {
+            "INSTANCE_ID": gpu.instance.instance_id,
+            "ENDPOINT_HOST": gpu.endpoint_host,
+            "ALLOWED_ORIGINS": ",".join(config.allowed_origins),
+        }
+        self.start_server = self._function(
+            "StartServer",
+            "start_server",
+            environment={
+                **common,
+                "SESSION_SECRET_ARN": session_secret.secret.secret_arn,
+                "DAILY_BUDGET_GPU_HOURS": str(config.daily_budget_gpu_hours),
+                "BOOT_ESTIMATE_S": str(config.boot_estimate_seconds),
+                "TOKEN_TTL_S": str(config.token_ttl_seconds),
+            },
+            statements=[
+                permissions.describe_instances(),
+                permissions.on_instance(gpu.instance_arn, "ec2:StartInstances"),
+                permissions.read_metrics(),
+                permissions.put_metrics(),
+            ],
+            extra_files=[SESSION_TOKEN_MODULE],
+        )
+        session_secret.grant_read(self.start_server)
+        self.status = self._function(
+            "Status",
+            "status",
+            environment={**common, "READY_SCHEME": "https", "READY_TIMEOUT_S": "2"},
+            statements=[permissions.describe_instances()],
+        )
+        self.idle_stop = self._function(
+            "IdleStop",
+            "idle_stop",
+            environment={
+                "INSTANCE_ID": gpu.instance.instance_id,
+                "IDLE_MINUTES": str(config.idle_minutes),
+                "BOOT_GRACE_MINUTES": str(config.boot_grace_minutes),
+            },
+            statements=[
+                permissions.describe_instances(),
+                permissions.on_instance(gpu.instance_arn, "ec2:StopInstances"),
+                permissions.read_metrics(),
+                permissions.put_metrics(),
+            ],
+        )
+        self.idle_schedule = events.Rule(
+            self,
+            "IdleSchedule",
+            description="cvstack: check every minute whether the GPU instance is idle",
+            schedule=events.Schedule.rate(SCHEDULE_PERIOD),
+            targets=[targets.LambdaFunction(self.idle_stop, retry_attempts=0)],
+        )
+
+    def _function(
+        self,
+        construct_id: str,
+        folder: str,
+        *,
+        environment: Mapping[str, str],
+        statements: list[iam.PolicyStatement],
+        extra_files: list[str] | None = None,
+    ) -> lambda_.Function:
+        log_group = logs.LogGroup(
+            self,
+            f"{construct_id}Logs",
+            retention=logs.RetentionDays.ONE_MONTH,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        role = iam.Role(
+            self,
+            f"{construct_id}Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"cvstack {folder} Lambda",
+        )
+        log_group.grant_write(role)
+        self.roles.append(role)
+        for statement in statements:
+            role.add_to_principal_policy(statement)
+        return lambda_.Function(
+            self,
+            construct_id,
+            description=f"cvstack lifecycle: {folder}",
+            runtime=RUNTIME,
+            architecture=lambda_.Architecture.ARM_64,
+            handler=f"lambdas.{folder}.handler.handler",
+            code=lambda_code(folder, extra_files or []),
+            role=role,
+            log_group=log_group,
+            logging_format=lambda_.LoggingFormat.JSON,
+            timeout=Duration.seconds(10),
+            memory_size=256,
+            environment=dict(environment),
+        )

@@ -1,0 +1,133 @@
+"""The dashboard and the alarms that page an SNS topic: health, latency, idle cost, budget."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_cloudwatch as cw
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from constructs import Construct
+
+from infra_cdk.config import StackConfig
+from lambdas.shared.metrics import ACTIVE_SESSIONS, DIMENSION, INSTANCE_RUNNING, NAMESPACE
+
+# Published by the instance every minute (docs/infrastructure.md, "Metric contract").
+BACKEND_READY = "BackendReady"
+INFERENCE_LATENCY_MS = "InferenceLatencyMs"
+PIPELINE_FPS = "PipelineFps"
+GPU_UTILIZATION = "GpuUtilization"
+MINUTE = Duration.minutes(1)
+
+
+class Monitoring(Construct):
+    """`topic`, `dashboard` and the `alarms` by name."""
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: StackConfig, instance_id: str
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.topic = sns.Topic(self, "Alarms", display_name="cvstack alarms", enforce_ssl=True)
+        if config.alarm_email:
+            self.topic.add_subscription(subscriptions.EmailSubscription(config.alarm_email))
+
+        def metric(name: str, statistic: str, period: Duration = MINUTE) -> cw.Metric:
+            return cw.Metric(
+                namespace=NAMESPACE,
+                metric_name=name,
+                dimensions_map={DIMENSION: instance_id},
+                statistic=statistic,
+                period=period,
+            )
+
+        running, sessions = metric(INSTANCE_RUNNING, "Maximum"), metric(ACTIVE_SESSIONS, "Maximum")
+        latency_p95 = metric(INFERENCE_LATENCY_MS, "p95")
+        gpu_minutes_day = metric(INSTANCE_RUNNING, "Sum", Duration.days(1))
+        idle_running = cw.MathExpression(
+            expression="IF(running >= 1 AND FILL(sessions, 0) == 0, 1, 0)",
+            using_metrics={"running": running, "sessions": sessions},
+            label="running with no session",
+            period=MINUTE,
+        )
+        idle_limit = config.boot_grace_minutes + config.idle_minutes + 3
+        self.alarms = {
+            "BackendNotReady": metric(BACKEND_READY, "Minimum").create_alarm(
+                self,
+                "BackendNotReady",
+                alarm_description="backend /ready failing past the boot grace period",
+                threshold=1,
+                comparison_operator=cw.ComparisonOperator.LESS_THAN_THRESHOLD,
+                evaluation_periods=config.boot_grace_minutes + 5,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            ),
+            "InstanceStatusCheckFailed": cw.Metric(
+                namespace="AWS/EC2",
+                metric_name="StatusCheckFailed",
+                dimensions_map={"InstanceId": instance_id},
+                statistic="Maximum",
+                period=MINUTE,
+            ).create_alarm(
+                self,
+                "InstanceStatusCheckFailed",
+                alarm_description="EC2 status checks failing on the GPU instance",
+                threshold=1,
+                evaluation_periods=2,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            ),
+            "LatencyHigh": latency_p95.create_alarm(
+                self,
+                "LatencyHigh",
+                alarm_description=f"p95 inference latency above {config.latency_alarm_ms} ms",
+                threshold=config.latency_alarm_ms,
+                evaluation_periods=5,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            ),
+            "IdleNotStopped": idle_running.create_alarm(
+                self,
+                "IdleNotStopped",
+                alarm_description=(
+                    f"instance running with no session for {idle_limit} min: idle_stop "
+                    "should have stopped it"
+                ),
+                threshold=1,
+                evaluation_periods=idle_limit,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            ),
+            "GpuBudgetReached": gpu_minutes_day.create_alarm(
+                self,
+                "GpuBudgetReached",
+                alarm_description=(
+                    f"GPU hours in the last 24 h reached the {config.daily_budget_gpu_hours:g} h "
+                    "budget; /start refuses until 00:00 UTC"
+                ),
+                threshold=config.daily_budget_gpu_hours * 60,
+                evaluation_periods=1,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            ),
+        }
+        action = cw_actions.SnsAction(self.topic)
+        for alarm in self.alarms.values():
+            alarm.add_alarm_action(action)
+
+        self.dashboard = cw.Dashboard(self, "Dashboard", default_interval=Duration.hours(12))
+        self.dashboard.add_widgets(
+            cw.GraphWidget(title="Instance running (1) / stopped (0)", left=[running], width=8),
+            cw.GraphWidget(title="Active sessions", left=[sessions], width=8),
+            cw.SingleValueWidget(
+                title="GPU hours, last 24 h",
+                metrics=[
+                    cw.MathExpression(
+                        expression="gpu_minutes / 60",
+                        using_metrics={"gpu_minutes": gpu_minutes_day},
+                        label="GPU hours",
+                        period=Duration.days(1),
+                    )
+                ],
+                width=8,
+            ),
+            cw.GraphWidget(title="Inference latency p95 (ms)", left=[latency_p95], width=8),
+            cw.GraphWidget(title="Pipeline FPS", left=[metric(PIPELINE_FPS, "Average")], width=8),
+            cw.GraphWidget(
+                title="GPU utilisation (%)", left=[metric(GPU_UTILIZATION, "Average")], width=8
+            ),
+        )

@@ -1,0 +1,58 @@
+"""A VPC with public subnets only (no NAT gateway cost), flow logs, and the instance's firewall."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+
+from aws_cdk import RemovalPolicy
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+
+class Network(Construct):
+    """`vpc` and `security_group` (443 and 80 open only to `allowed_cidrs`)."""
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, allowed_cidrs: Sequence[str]
+    ) -> None:
+        super().__init__(scope, construct_id)
+        # The default security group is left as AWS creates it: nothing here uses it, and
+        # restricting it needs a custom-resource Lambda.
+        self.vpc = ec2.Vpc(
+            self,
+            "Vpc",
+            ip_addresses=ec2.IpAddresses.cidr("10.40.0.0/16"),
+            max_azs=2,
+            nat_gateways=0,
+            restrict_default_security_group=False,
+            subnet_configuration=[
+                ec2.SubnetConfiguration(
+                    name="public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24
+                )
+            ],
+        )
+        flow_logs = logs.LogGroup(
+            self,
+            "FlowLogs",
+            retention=logs.RetentionDays.ONE_MONTH,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        self.vpc.add_flow_log(
+            "FlowLog",
+            destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs),
+            traffic_type=ec2.FlowLogTrafficType.ALL,
+        )
+        self.security_group = ec2.SecurityGroup(
+            self,
+            "InstanceSecurityGroup",
+            vpc=self.vpc,
+            description="cvstack GPU instance: HTTPS (and HTTP redirect) from allowed CIDRs",
+            allow_all_outbound=True,
+        )
+        for cidr in allowed_cidrs:
+            network = ipaddress.ip_network(cidr)
+            peer = ec2.Peer.ipv4(cidr) if network.version == 4 else ec2.Peer.ipv6(cidr)
+            for port, purpose in ((443, "HTTPS and WebSocket"), (80, "redirect to HTTPS")):
+                self.security_group.add_ingress_rule(peer, ec2.Port.tcp(port), purpose)

@@ -1,0 +1,1 @@
+"""AWS Lambda functions that start, report on and stop the GPU instance."""

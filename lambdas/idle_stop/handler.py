@@ -1,0 +1,47 @@
+"""Lambda entry point for the every-minute EventBridge schedule."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+import boto3
+
+from lambdas.idle_stop.logic import check_idle
+from lambdas.idle_stop.policy import IdlePolicy
+from lambdas.shared.aws_errors import AwsCallError
+from lambdas.shared.settings import env_number, require_env
+
+logger = logging.getLogger(__name__)
+logger.setLevel(logging.INFO)
+
+
+def handler(event: object, context: object) -> dict[str, object]:
+    """Check once; raise (so the invocation counts as an error) when AWS calls fail."""
+    if not (
+        isinstance(event, Mapping)
+        and event.get("source") == "aws.events"
+        and event.get("detail-type") == "Scheduled Event"
+    ):
+        raise ValueError(
+            "idle_stop expects an EventBridge 'Scheduled Event' from source aws.events, "
+            f"got {str(event)[:200]}"
+        )
+    policy = IdlePolicy(
+        idle_minutes=env_number("IDLE_MINUTES", 15),
+        boot_grace_minutes=env_number("BOOT_GRACE_MINUTES", 5),
+    )
+    try:
+        report = check_idle(
+            boto3.client("ec2"),
+            boto3.client("cloudwatch"),
+            require_env("INSTANCE_ID"),
+            policy,
+            now=datetime.now(UTC),
+        )
+    except AwsCallError as failure:
+        logger.error("idle check failed", extra={"code": failure.code, "error": failure.message})
+        raise
+    logger.info("idle check", extra=report)
+    return report

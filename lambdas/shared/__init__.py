@@ -1,0 +1,1 @@
+"""Code every lifecycle Lambda bundles: AWS error wording, instance lookups, API responses."""

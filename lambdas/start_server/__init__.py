@@ -1,0 +1,1 @@
+"""POST /start: start the GPU instance on demand and hand out a session token."""
