@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from backend.paths import default_models_dir
+from backend.paths import default_models_dir, state_dir
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 class Settings(BaseSettings):
@@ -54,6 +57,57 @@ class Settings(BaseSettings):
     # Access control (off in local mode)
     session_token_secret: SecretStr | None = None
     allowed_origins: list[str] = Field(default_factory=list)
+
+    # LLM scene summaries (`use_langchain`); provider `none` means the template summariser
+    llm_provider: Literal["none", "openai", "bedrock"] = "none"
+    llm_base_url: str | None = None  # OpenAI-compatible endpoint; unset: api.openai.com
+    llm_model: str | None = None
+    llm_api_key: SecretStr | None = None
+    llm_timeout_s: float = Field(20.0, gt=0, le=300)
+    llm_max_retries: int = Field(1, ge=0, le=10)
+    llm_streaming: bool = False
+    llm_backoff_max_s: float = Field(60.0, gt=0, le=3600)
+    bedrock_region: str | None = None
+    summary_window_s: float = Field(10.0, gt=0, le=3600)
+    summary_max_merge: int = Field(12, ge=1, le=100)
+    summary_ram_items: int = Field(32, ge=1, le=10_000)
+    summary_max_items: int = Field(2_000, ge=1, le=1_000_000)
+    summary_dir: Path = Field(default_factory=lambda: state_dir() / "summaries")
+
+    @model_validator(mode="after")
+    def _llm_is_complete(self) -> Settings:
+        if self.llm_provider == "none":
+            return self
+        if not self.llm_model:
+            raise ValueError(
+                f"CVSTACK_LLM_MODEL must name the model when CVSTACK_LLM_PROVIDER is "
+                f"'{self.llm_provider}' (e.g. gpt-4o-mini, or a Bedrock model id)"
+            )
+        if self.llm_provider == "openai":
+            if self.llm_base_url is None and self.llm_api_key is None:
+                raise ValueError(
+                    "CVSTACK_LLM_API_KEY must be set for api.openai.com; for another "
+                    "OpenAI-compatible endpoint set CVSTACK_LLM_BASE_URL"
+                )
+            url = urlsplit(self.llm_base_url or "https://api.openai.com/v1")
+            if url.scheme not in ("http", "https") or not url.hostname:
+                raise ValueError(
+                    f"CVSTACK_LLM_BASE_URL must be an http(s) URL such as "
+                    f"http://127.0.0.1:11434/v1, not {self.llm_base_url!r}"
+                )
+            if (
+                self.environment == "production"
+                and url.scheme == "http"
+                and url.hostname not in LOOPBACK_HOSTS
+            ):
+                raise ValueError(
+                    "CVSTACK_LLM_BASE_URL must use https in production unless it is on loopback"
+                )
+        elif not self.bedrock_region:
+            raise ValueError(
+                "CVSTACK_BEDROCK_REGION must be set for the bedrock provider, e.g. us-east-1"
+            )
+        return self
 
     @model_validator(mode="after")
     def _production_is_locked_down(self) -> Settings:

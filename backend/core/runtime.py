@@ -8,6 +8,9 @@ import logging
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import httpx
 
 from backend.core.config import Settings
 from backend.inference.triton_models import TritonModels
@@ -15,7 +18,12 @@ from backend.model_prep.manifest import Manifest, ManifestError, load_manifest
 from backend.observability.metrics import BackendMetrics
 from backend.ocr.engine import OcrEngine
 from backend.session.admission import AdmissionGate
+from backend.summaries.backlog import remove_orphans
+from backend.summaries.chat_model import build_chat_model
 from backend.triton_server.metrics import ModelCounters, read_model_counters
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
 
 log = logging.getLogger(__name__)
 BATCH_POLL_S = 5.0
@@ -23,7 +31,7 @@ BATCH_POLL_S = 5.0
 
 @dataclass
 class Runtime:
-    """The shared Triton client, thread pools, OCR engine, admission gate and metrics."""
+    """The shared Triton client, thread pools, OCR engine, LLM, admission gate and metrics."""
 
     settings: Settings
     manifest: Manifest
@@ -33,6 +41,9 @@ class Runtime:
     ocr_engine: Future[OcrEngine] | None
     gate: AdmissionGate
     metrics: BackendMetrics
+    chat_model: BaseChatModel | None  # None: summaries come from the template
+    llm_http: httpx.AsyncClient  # the OpenAI-compatible provider's connections
+    summary_pool: ThreadPoolExecutor  # backlog file I/O of every session, off the event loop
     loop: asyncio.AbstractEventLoop
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -48,6 +59,10 @@ class Runtime:
                 raise ManifestError(f"model '{name}' is a {entry.task} model, not detection/pose")
         ocr_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cvstack-ocr")
         has_ocr = all(name in manifest.models for name in ("ocr_det", "ocr_rec"))
+        orphans = remove_orphans(settings.summary_dir)
+        if orphans:
+            log.info("removed %d summary backlog files left by stopped processes", orphans)
+        llm_http = httpx.AsyncClient()
         runtime = cls(
             settings=settings,
             manifest=manifest,
@@ -65,6 +80,9 @@ class Runtime:
             ),
             gate=AdmissionGate(settings.max_sessions),
             metrics=BackendMetrics(),
+            chat_model=build_chat_model(settings, llm_http),
+            llm_http=llm_http,
+            summary_pool=ThreadPoolExecutor(max_workers=1, thread_name_prefix="cvstack-summaries"),
             loop=asyncio.get_running_loop(),
         )
         if settings.triton_metrics_url:
@@ -95,8 +113,10 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.triton.close()
+        await self.llm_http.aclose()
         self.cpu_pool.shutdown(wait=True, cancel_futures=True)
         self.ocr_pool.shutdown(wait=True, cancel_futures=True)
+        self.summary_pool.shutdown(wait=True)
 
     async def _poll_batch_sizes(self) -> None:
         """Publish Triton's average batch size per model since the previous poll."""

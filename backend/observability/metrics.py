@@ -7,6 +7,7 @@ from collections import deque
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+LLM_LATENCY_BUCKETS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0)
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0)
 STAGES = ("decode", "yolo", "pose", "motion", "ocr")
 
@@ -51,6 +52,36 @@ class BackendMetrics:
             "cvstack_triton_average_batch_size",
             "Triton average batch size since the last poll",
             ["model"],
+            registry=r,
+        )
+        self.summary_backlog = Gauge(
+            "cvstack_summary_backlog_windows",
+            "Observation windows waiting for a summary, all sessions",
+            registry=r,
+        )
+        self.summary_spilled = Counter(
+            "cvstack_summary_spilled_windows",
+            "Windows kept on disk only because the RAM part of a backlog was full",
+            registry=r,
+        )
+        self.summary_dropped = Counter(
+            "cvstack_summary_dropped_windows",
+            "Oldest windows deleted because a backlog reached CVSTACK_SUMMARY_MAX_ITEMS",
+            registry=r,
+        )
+        self.summaries = Counter(
+            "cvstack_summaries", "Summaries sent, by source (llm, template)", ["source"], registry=r
+        )
+        self.llm_latency = Histogram(
+            "cvstack_llm_latency_seconds",
+            "LLM request to answer, successful requests",
+            buckets=LLM_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.llm_errors = Counter(
+            "cvstack_llm_errors",
+            "Failed or rejected LLM requests (timeout, provider_error, malformed)",
+            ["kind"],
             registry=r,
         )
         self._results: deque[float] = deque(maxlen=4096)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
+import sqlite3
 import time
 import uuid
 from collections import deque
@@ -37,6 +39,8 @@ from backend.protocol.server_messages import (
 )
 from backend.session.admission import AdmissionTimeoutError
 from backend.session.frame_queue import LatestFrameQueue, QueuedFrame
+from backend.summaries.backlog import Backlog, backlog_path
+from backend.summaries.summarizer import Summarizer, SummaryOutlet
 
 log = logging.getLogger(__name__)
 FPS_WINDOW = 30
@@ -117,12 +121,6 @@ class InferenceSession:
                 await self._error("already_started", "send 'stop' before changing the params")
                 return
             self.params = parsed.params
-            if parsed.params.use_langchain:
-                await self._error(
-                    "feature_unavailable",
-                    "LLM summaries (use_langchain) are not available on this server yet; "
-                    "the other stages run as requested",
-                )
         elif isinstance(parsed, StartMessage):
             if self.params is None:
                 await self._error("init_required", "send 'init' with params before 'start'")
@@ -178,12 +176,15 @@ class InferenceSession:
             metrics.waiting_sessions.dec()
         metrics.active_sessions.inc()
         pipeline = SessionPipeline(self.runtime, params)
+        summarizer: Summarizer | None = None
         try:
+            if params.use_langchain:
+                summarizer = await self._start_summarizer(params)
             await self.send(queue_status("running", gate.active, gate.waiting))
             frame_idx = 0
             while True:
                 frame = await self.frames.get()
-                await self._process(pipeline, frame, frame_idx)
+                await self._process(pipeline, frame, frame_idx, summarizer)
                 frame_idx += 1
         except Exception as exc:  # a bug must not leave the client waiting in silence
             if not isinstance(exc, _ClientGoneError):
@@ -195,10 +196,18 @@ class InferenceSession:
                         "send 'start' to resume"))  # fmt: skip
         finally:
             await pipeline.aclose()
+            if summarizer is not None:
+                await summarizer.aclose()
             metrics.active_sessions.dec()
             gate.release()
 
-    async def _process(self, pipeline: SessionPipeline, frame: QueuedFrame, frame_idx: int) -> None:
+    async def _process(
+        self,
+        pipeline: SessionPipeline,
+        frame: QueuedFrame,
+        frame_idx: int,
+        summarizer: Summarizer | None,
+    ) -> None:
         requested, self._ocr_requested = self._ocr_requested, False
         try:
             result = await pipeline.process(frame.data, frame_idx, ocr_requested=requested)
@@ -228,6 +237,55 @@ class InferenceSession:
         }
         await self.send(message)
         self.runtime.metrics.result_sent(latency_s)
+        if summarizer is not None:
+            summarizer.observe(result)
+
+    async def _start_summarizer(self, params: InitParams) -> Summarizer | None:
+        """Start this run's summariser; its backlog file lives until `stop` or disconnect."""
+        settings = self.settings
+        path = backlog_path(settings.summary_dir, self.id)
+        open_backlog = functools.partial(
+            Backlog,
+            path,
+            ram_items=settings.summary_ram_items,
+            max_items=settings.summary_max_items,
+        )
+        try:
+            backlog = await self.runtime.loop.run_in_executor(
+                self.runtime.summary_pool, open_backlog
+            )
+        except (OSError, sqlite3.Error) as exc:
+            log.warning("session %s: no summary backlog at %s: %s", self.id, path, exc)
+            await self._error(
+                "summaries_unavailable",
+                f"LLM summaries are off for this run: the server cannot write its backlog in "
+                f"{settings.summary_dir} ({exc}); the other stages run as requested",
+            )
+            return None
+        summarizer = Summarizer(
+            settings=settings,
+            backlog=backlog,
+            io_pool=self.runtime.summary_pool,
+            model=self.runtime.chat_model,
+            outlet=SummaryOutlet(self._send_summary, self._send_drop_notice),
+            metrics=self.runtime.metrics,
+            system_prompt=params.system_prompt,
+        )
+        summarizer.start()
+        return summarizer
+
+    async def _send_summary(self, text: str) -> None:
+        with contextlib.suppress(_ClientGoneError):  # the receiver ends the session
+            await self.send({"type": "llm_summary", "data": text})
+
+    async def _send_drop_notice(self, dropped: int) -> None:
+        message = (
+            f"the LLM is behind: {dropped} oldest observation windows were dropped so far to "
+            f"keep the backlog within {self.settings.summary_max_items} windows; "
+            "summaries go on with newer windows"
+        )
+        with contextlib.suppress(_ClientGoneError):
+            await self._error("summaries_dropped", message)
 
     async def _stop_streaming(self) -> None:
         streamer, self._streamer = self._streamer, None

@@ -112,16 +112,3 @@ def test_protocol_order_is_enforced(backend: BackendServer, open_client: OpenCli
     client.send_json({"type": "init", "params": {"use_yolo_pose": True}})
     assert client.receive_type("error")["code"] == "already_started"
     still_works(client)
-
-
-def test_llm_summaries_are_declined_plainly_until_they_exist(
-    backend: BackendServer, open_client: OpenClient
-) -> None:
-    client, _ = open_client(backend.ws_url)
-    client.send_json({"type": "init", "params": {"use_yolo": True, "use_langchain": True}})
-    error = client.receive_type("error")
-    assert error["code"] == "feature_unavailable"
-    assert "use_langchain" in error["message"]
-    client.send_json({"type": "start"})
-    assert client.receive_type("queue_status")["state"] == "running"
-    still_works(client)

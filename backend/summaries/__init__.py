@@ -1,0 +1,1 @@
+"""LLM scene summaries: per-window observation counts, a durable backlog, the summariser."""

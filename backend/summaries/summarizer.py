@@ -1,0 +1,192 @@
+"""One session's summariser: windows of observations in, `llm_summary` texts out, off-path.
+
+`observe` only adds a frame's counts to the open window (no I/O, no awaiting), so the frame
+pipeline never waits for summaries. Two tasks do the rest: the windower closes a window
+every `window_s` and pushes it into the durable `Backlog`; the sender takes the oldest
+windows, asks the LLM (or the template) and delivers the text. The request rate adapts to
+the backlog: one window per request while it keeps up, more windows merged into one request
+as the backlog grows, and exponential backoff while the provider fails (the windows wait,
+on disk, and nothing is lost up to the cap).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
+
+from backend.core.config import Settings
+from backend.observability.metrics import BackendMetrics
+from backend.summaries.backlog import Backlog
+from backend.summaries.chat_model import ask, is_timeout, summary_prompt
+from backend.summaries.observations import Observation, WindowCounts, merge
+from backend.summaries.output_check import summary_problem
+from backend.summaries.template import template_summary, time_range
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+
+    from backend.pipeline.multimodal import FrameResult
+
+log = logging.getLogger(__name__)
+MERGE_DIVISOR = 4  # merge backlog/4 windows per request, up to max_merge
+BACKOFF_INITIAL_S = 1.0
+DROP_NOTICE_INTERVAL_S = 60.0
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class SummaryOutlet:
+    """Where a summariser's results go: the session's `send`, wrapped."""
+
+    deliver: Callable[[str], Awaitable[None]]  # one summary text
+    dropped: Callable[[int], Awaitable[None]]  # windows dropped so far, beyond the cap
+
+
+class Summarizer:
+    """Windows, backlog and LLM requests of one session; `start`, `observe`, `aclose`."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        backlog: Backlog,
+        io_pool: Executor,
+        model: BaseChatModel | None,
+        outlet: SummaryOutlet,
+        metrics: BackendMetrics,
+        system_prompt: str | None = None,
+        clock: Callable[[], float] = time.time,
+        backoff_initial_s: float = BACKOFF_INITIAL_S,
+    ) -> None:
+        self.settings = settings
+        self.backlog = backlog
+        self.model = model
+        self.outlet = outlet
+        self.metrics = metrics
+        self.system_prompt = system_prompt
+        self.clock = clock
+        self.backoff_initial_s = backoff_initial_s
+        self.dropped = 0
+        self._io_pool = io_pool
+        self._window = WindowCounts(start=clock())
+        self._pending = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._counted_size = len(backlog)
+        self._last_drop_notice: float | None = None
+        metrics.summary_backlog.inc(self._counted_size)
+
+    def start(self) -> None:
+        self._pending.set()
+        self._tasks = [
+            asyncio.create_task(self._close_windows_forever()),
+            asyncio.create_task(self._send_forever()),
+        ]
+
+    def observe(self, result: FrameResult) -> None:
+        """Count one frame's results into the open window; never blocks."""
+        self._window.add(result)
+
+    async def close_window(self) -> None:
+        """Push the open window into the backlog (windows without frames are skipped)."""
+        now = self.clock()
+        window, self._window = self._window, WindowCounts(start=now)
+        if window.frames == 0:
+            return
+        outcome = await self._io(self.backlog.push, window.close(now))
+        self._update_size()
+        if outcome.spilled:
+            self.metrics.summary_spilled.inc()
+        if outcome.dropped:
+            self.dropped += outcome.dropped
+            self.metrics.summary_dropped.inc(outcome.dropped)
+            await self._notice_drops(now)
+        self._pending.set()
+
+    async def aclose(self) -> None:
+        """Stop both tasks and delete the backlog file (the session is over)."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.metrics.summary_backlog.dec(self._counted_size)
+        self._counted_size = 0
+        await self._io(self.backlog.close, delete=True)
+
+    def windows_per_request(self) -> int:
+        """More windows per request as the backlog grows: fewer requests, same coverage."""
+        return max(1, min(self.settings.summary_max_merge, len(self.backlog) // MERGE_DIVISOR))
+
+    async def _close_windows_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.summary_window_s)
+            await self.close_window()
+
+    async def _send_forever(self) -> None:
+        delay = 0.0
+        while True:
+            await self._pending.wait()
+            self._pending.clear()
+            batch = await self._io(self.backlog.peek, self.windows_per_request())
+            if not batch:
+                continue
+            self._pending.set()  # more may be waiting after this batch
+            observation = merge([item for _, item in batch])
+            text = await self._summarise(observation)
+            if text is None:
+                delay = min(self.settings.llm_backoff_max_s, max(self.backoff_initial_s, 2 * delay))
+                await asyncio.sleep(delay)
+                continue
+            delay = 0.0
+            await self.outlet.deliver(f"{time_range(observation)}\n{text}")
+            await self._io(self.backlog.remove_through, batch[-1][0])
+            self._update_size()
+
+    async def _summarise(self, observation: Observation) -> str | None:
+        """The LLM's answer if well-formed, else the template; None when the provider failed."""
+        template = template_summary(observation)
+        if self.model is None:
+            self.metrics.summaries.labels("template").inc()
+            return template
+        started = time.monotonic()
+        try:
+            answer = await ask(
+                self.model, summary_prompt(observation, self.system_prompt), self.settings
+            )
+        except Exception as exc:  # any provider failure: keep the windows, back off, retry
+            kind = "timeout" if is_timeout(exc) else "provider_error"
+            self.metrics.llm_errors.labels(kind).inc()
+            log.warning("LLM summary failed (%s): %s", kind, exc)
+            return None
+        self.metrics.llm_latency.observe(time.monotonic() - started)
+        problem = summary_problem(answer, observation)
+        if problem is not None:
+            self.metrics.llm_errors.labels("malformed").inc()
+            self.metrics.summaries.labels("template").inc()
+            log.info("LLM answer replaced by the template: %s", problem)
+            return template
+        self.metrics.summaries.labels("llm").inc()
+        return answer.strip()
+
+    async def _notice_drops(self, now: float) -> None:
+        last = self._last_drop_notice
+        if last is None or now - last >= DROP_NOTICE_INTERVAL_S:
+            self._last_drop_notice = now
+            await self.outlet.dropped(self.dropped)
+
+    def _update_size(self) -> None:
+        size = len(self.backlog)
+        self.metrics.summary_backlog.inc(size - self._counted_size)
+        self._counted_size = size
+
+    async def _io(self, function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Backlog calls run on the shared summaries thread, never on the event loop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._io_pool, lambda: function(*args, **kwargs))

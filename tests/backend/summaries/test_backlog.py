@@ -1,0 +1,119 @@
+"""The backlog: order, RAM bound, the cap, SIGKILL safety and orphan clean-up."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from backend.paths import REPO_ROOT
+from backend.summaries.backlog import Backlog, backlog_path, remove_orphans
+from backend.summaries.observations import Observation
+
+
+def window(index: int) -> Observation:
+    return Observation(
+        start=index * 10.0, end=index * 10.0 + 10, frames=1, detections={}, texts=(f"W{index}",)
+    )
+
+
+def indexes(items: list[tuple[int, Observation]]) -> list[int]:
+    return [int(observation.texts[0][1:]) for _, observation in items]
+
+
+def drain(backlog: Backlog, batch: int) -> list[int]:
+    seen: list[int] = []
+    while items := backlog.peek(batch):
+        seen += indexes(items)
+        backlog.remove_through(items[-1][0])
+    return seen
+
+
+def test_windows_come_out_in_order_through_ram_and_disk(tmp_path: Path) -> None:
+    backlog = Backlog(tmp_path / "b.sqlite3", ram_items=4, max_items=100)
+    outcomes = [backlog.push(window(i)) for i in range(10)]
+    assert [o.spilled for o in outcomes] == [False] * 4 + [True] * 6
+    assert (len(backlog), backlog.in_ram) == (10, 4)
+    assert indexes(backlog.peek(3)) == [0, 1, 2]
+    backlog.remove_through(backlog.peek(3)[-1][0])
+    backlog.push(window(10))  # arrives while older windows are still on disk only
+    assert drain(backlog, 3) == list(range(3, 11))
+    backlog.push(window(11))  # empty again: back to RAM
+    assert backlog.in_ram == 1 and drain(backlog, 5) == [11]
+
+
+def test_ram_stays_bounded_over_ten_thousand_pushes(tmp_path: Path) -> None:
+    backlog = Backlog(tmp_path / "b.sqlite3", ram_items=16, max_items=20_000)
+    most_in_ram = 0
+    for i in range(10_000):
+        backlog.push(window(i))
+        if i % 7 == 0:  # a slow reader now and then
+            items = backlog.peek(3)
+            backlog.remove_through(items[-1][0])
+        most_in_ram = max(most_in_ram, backlog.in_ram)
+    assert most_in_ram == 16
+    remaining = drain(backlog, 16)
+    assert remaining == list(range(10_000 - len(remaining), 10_000))
+
+
+def test_beyond_the_cap_the_oldest_are_dropped_and_reported(tmp_path: Path) -> None:
+    backlog = Backlog(tmp_path / "b.sqlite3", ram_items=3, max_items=5)
+    dropped = sum(backlog.push(window(i)).dropped for i in range(12))
+    assert dropped == 7 and len(backlog) == 5
+    assert drain(backlog, 2) == [7, 8, 9, 10, 11]
+
+
+CHILD = """
+import sys
+from pathlib import Path
+from backend.summaries.backlog import Backlog
+from backend.summaries.observations import Observation
+backlog = Backlog(Path(sys.argv[1]), ram_items=8, max_items=1_000_000)
+i = 0
+while True:
+    backlog.push(Observation(start=i, end=i + 1, frames=1, detections={}, texts=(f"W{i}",)))
+    print(i + 1, flush=True)  # acknowledged: push returned
+    i += 1
+"""
+
+
+def test_a_killed_process_loses_no_acknowledged_window(tmp_path: Path) -> None:
+    path = tmp_path / "b.sqlite3"
+    child = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(CHILD), str(path)],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    acknowledged = 0
+    while acknowledged < 300:
+        acknowledged = int(child.stdout.readline())
+    child.send_signal(signal.SIGKILL)  # mid-stream: it keeps pushing until the signal lands
+    child.wait(timeout=10)
+    reopened = Backlog(path, ram_items=8, max_items=1_000_000)
+    kept = len(reopened)
+    assert kept >= acknowledged
+    assert drain(reopened, 50) == list(range(kept))
+
+
+def test_files_of_dead_processes_are_removed_and_live_ones_kept(tmp_path: Path) -> None:
+    finished = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead = tmp_path / f"{int(finished.stdout)}-oldsession.sqlite3"
+    for name in (dead.name, dead.name + "-wal", dead.name + "-shm"):
+        (tmp_path / name).write_bytes(b"")
+    live = Backlog(backlog_path(tmp_path, "live"), ram_items=2, max_items=10)
+    live.push(window(0))
+    assert remove_orphans(tmp_path) == 1
+    assert sorted(p.name for p in tmp_path.iterdir() if "oldsession" in p.name) == []
+    assert live.path.exists() and str(os.getpid()) in live.path.name
+    live.close(delete=True)
+    assert list(tmp_path.iterdir()) == []
