@@ -9,9 +9,9 @@ CVSTACK := $(VENV)/bin/cvstack
 # PyPI's default torch on Linux is a multi-GB CUDA build; the CPU build is all that model export needs.
 TORCH_SPEC ?= torch==2.13.0
 EXTRAS ?= backend,triton-local,models,infra,dev
-# Debian packages the tests and the demo need (later parts add nginx, chromium, ...).
-SYSTEM_PACKAGES ?=
-SYSTEM_COMMANDS ?= setpriv
+# Debian packages the tests and the demo need (chromium: the browser tests of frontend/).
+SYSTEM_PACKAGES ?= chromium
+SYSTEM_COMMANDS ?= setpriv chromium
 INSTALL_STAMP := $(VENV)/.install-stamp
 TRITON_PORTS ?= --http-port 8000 --grpc-port 8001 --metrics-port 8002
 # The AWS CDK: Python's aws-cdk-lib runs on Node.js; the CLI is pinned in package.json.

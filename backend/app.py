@@ -6,10 +6,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from backend.api.routes import health, inference_ws, metrics
 from backend.core.config import Settings
 from backend.core.runtime import Runtime
+from backend.paths import FRONTEND_DIR
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -29,4 +31,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(inference_ws.router)
+    if FRONTEND_DIR.is_dir():  # last, so the routes above take precedence over the page's files
+        app.mount("/", StaticFiles(directory=FRONTEND_DIR, html=True), name="frontend")
     return app

@@ -7,6 +7,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TRITON_DIR = REPO_ROOT / "triton"
+FRONTEND_DIR = REPO_ROOT / "frontend"  # the static browser page, served at `/`
 
 
 def state_dir() -> Path:

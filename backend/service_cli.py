@@ -78,7 +78,7 @@ def _demo(args: argparse.Namespace) -> int:
     try:
         print(
             f"Triton ready in {seconds:.1f} s ({', '.join(names)}) at {address.grpc_url}\n"
-            f"Backend on http://{settings.host}:{settings.port}  "
+            f"Open http://{settings.host}:{settings.port}/ in a browser  "
             f"(WebSocket ws://{settings.host}:{settings.port}/ws/inference, /ready, /metrics)\n"
             "Press Ctrl-C to stop both.",
             flush=True,

@@ -1,0 +1,62 @@
+/**
+ * The page's settings: the defaults below, overridden by an optional `config.json` served next
+ * to index.html. Without `startApiUrl` the page runs in local mode and connects straight to a
+ * backend; with it (production) it first starts the GPU instance through the start/status API.
+ */
+
+/** Every setting and its default. */
+const DEFAULTS = Object.freeze({
+  /** Production: base URL of the start/status API (POST {url}/start, GET {url}/status). */
+  startApiUrl: null,
+  /** Local mode: the WebSocket to use; null means this page's own origin, `/ws/inference`. */
+  wsUrl: null,
+  /** Connect and start as soon as the page has a picture (local mode only: production waits). */
+  autoStart: true,
+  /** Frames are downscaled to fit this box (aspect kept) and sent as JPEG of this quality. */
+  frameWidth: 320,
+  frameHeight: 240,
+  jpegQuality: 0.7,
+  /** Reconnect delays: doubled after each failed attempt, from min to max, with jitter. */
+  reconnectMinMs: 500,
+  reconnectMaxMs: 8000,
+  /** A frame without an answer after this long counts as lost and frees the slot. */
+  resultTimeoutMs: 10000,
+  /** Cold start: how often to poll GET /status, and when to give up. */
+  statusPollMs: 2000,
+  coldStartTimeoutS: 900,
+  /** Boxes are extrapolated at most this many processed frames ahead of their result. */
+  maxExtrapolationFrames: 3,
+  /** Which stages run at first; the toggles on the page change them. */
+  stages: { detection: true, pose: true, ocr: false, motion: true, llm: false },
+});
+
+/**
+ * Load `config.json` (relative to the page) over the defaults; a missing file means defaults.
+ * @param {string} [url]
+ * @returns {Promise<typeof DEFAULTS>}
+ */
+export async function loadConfig(url = "config.json") {
+  const response = await fetch(url, { cache: "no-store" });
+  if (response.status === 404) return { ...DEFAULTS, stages: { ...DEFAULTS.stages } };
+  if (!response.ok) throw new Error(`could not load ${url}: HTTP ${response.status}`);
+  let overrides;
+  try {
+    overrides = await response.json();
+  } catch (error) {
+    throw new Error(`${url} is not valid JSON (${error.message}); fix or remove it`);
+  }
+  const unknown = Object.keys(overrides).filter((key) => !(key in DEFAULTS));
+  if (unknown.length) throw new Error(`${url}: unknown setting(s) ${unknown.join(", ")}`);
+  return { ...DEFAULTS, ...overrides, stages: { ...DEFAULTS.stages, ...overrides.stages } };
+}
+
+/**
+ * The WebSocket URL of local mode: the configured one, else this origin's `/ws/inference`.
+ * @param {typeof DEFAULTS} config
+ * @returns {string}
+ */
+export function localEndpoint(config) {
+  if (config.wsUrl) return config.wsUrl;
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  return `${scheme}//${location.host}/ws/inference`;
+}

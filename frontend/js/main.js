@@ -1,0 +1,221 @@
+/**
+ * The page: renders the picture and the latest overlays on every animation frame, and sends
+ * frames to the backend independently, one at a time, so rendering never waits for inference.
+ */
+
+import { BoxMotion } from "./boxmotion.js";
+import { FrameCapture } from "./capture.js";
+import { coldStart } from "./coldstart.js";
+import { loadConfig, localEndpoint } from "./config.js";
+import { InferenceConnection, initParams } from "./connection.js";
+import { drawOverlay } from "./overlay.js";
+import { openCamera, openFile } from "./source.js";
+import { Stats } from "./stats.js";
+import { Ui } from "./ui.js";
+
+const OCR_SHOW_MS = 4000;
+const STATS_REFRESH_MS = 250;
+const TOKEN_MARGIN_S = 30;
+
+const canvas = document.getElementById("view");
+const context = canvas.getContext("2d");
+const video = document.getElementById("camera");
+const image = document.getElementById("still");
+
+const config = await loadConfig().catch((error) => {
+  document.getElementById("status").textContent = `configuration error: ${error.message}`;
+  throw error;
+});
+const ui = new Ui(document, config.stages);
+const stats = new Stats();
+const capture = new FrameCapture(config.frameWidth, config.frameHeight, config.jpegQuality);
+const motion = new BoxMotion(config.maxExtrapolationFrames);
+
+/** What the page is doing, readable from the console and by the browser tests. */
+const hook = {
+  config,
+  stats,
+  state: "idle",
+  coldStartStates: [],
+  errors: [],
+  summaries: [],
+  lastResult: null,
+  lastDrawn: null,
+  snapshot: () => stats.snapshot(performance.now()),
+};
+window.cvstack = hook;
+
+let source = null;
+let connection = null;
+let session = null;
+let encoding = false;
+let ocrOnShow = null;
+let stageErrors = "";
+let statsShownAt = 0;
+
+function setState(state, detail = "") {
+  hook.state = state;
+  ui.setStatus(state, detail);
+}
+
+async function useSource(open) {
+  source?.release();
+  source = null;
+  try {
+    source = await open();
+  } catch (error) {
+    ui.showError(`${error.message}; choose a video or image file instead`);
+    document.getElementById("no-source").hidden = false;
+    return false;
+  }
+  canvas.width = source.width;
+  canvas.height = source.height;
+  document.getElementById("no-source").hidden = true;
+  return true;
+}
+
+function render(now) {
+  requestAnimationFrame(render);
+  if (!source?.width) return;
+  context.drawImage(source.element, 0, 0, canvas.width, canvas.height);
+  const result = hook.lastResult;
+  if (result) {
+    const { frames, boxes } = motion.boxesAt(now);
+    const ocr = ocrOnShow && now < ocrOnShow.until ? ocrOnShow.items : null;
+    hook.lastDrawn = { result, frames, boxes: drawOverlay(context, { result, boxes, ocr }) };
+  }
+  stats.rendered(now);
+  if (now - statsShownAt > STATS_REFRESH_MS) {
+    statsShownAt = now;
+    ui.showStats(stats.snapshot(now));
+  }
+  sendFrame();
+}
+
+/** Capture and send the current picture if the connection has a free slot. */
+async function sendFrame() {
+  if (encoding || !connection?.canSend || !source?.width) return;
+  encoding = true;
+  try {
+    const capturedAt = performance.now();
+    const jpeg = await capture.encode(source);
+    if (connection?.sendFrame(jpeg, { capturedAt })) stats.framesSent += 1;
+  } catch (error) {
+    ui.showError(error.message);
+  } finally {
+    encoding = false;
+  }
+}
+
+function onResult(data, { rttMs, meta }) {
+  const now = performance.now();
+  stats.resultArrived(now, rttMs, data.dropped_frames);
+  hook.lastResult = data;
+  motion.update(data.yolo, meta?.capturedAt ?? now);
+  if (data.ocr?.length) ocrOnShow = { items: data.ocr, until: now + OCR_SHOW_MS };
+  const errors = Object.entries(data.errors ?? {}).map(([stage, text]) => `${stage}: ${text}`).join("; ");
+  if (errors && errors !== stageErrors) ui.showError(errors);
+  stageErrors = errors;
+  sendFrame();
+}
+
+/** The WebSocket URL: this origin (local mode), or a cold-started instance with its token. */
+async function endpoint(signal) {
+  if (!config.startApiUrl) return localEndpoint(config);
+  if (!session || session.expiresAt - TOKEN_MARGIN_S < Date.now() / 1000) {
+    const began = performance.now();
+    let progress = "requested";
+    const show = () => setState("starting", `${progress} (${((performance.now() - began) / 1000).toFixed(0)} s)`);
+    const ticker = setInterval(show, 500);
+    try {
+      session = await coldStart(config.startApiUrl, {
+        pollMs: config.statusPollMs,
+        timeoutS: config.coldStartTimeoutS,
+        signal,
+        onProgress: (state, detail) => {
+          hook.coldStartStates.push(state);
+          progress = `${state}, ${detail}`;
+          show();
+        },
+      });
+    } finally {
+      clearInterval(ticker);
+    }
+  }
+  const url = new URL(session.endpoint);
+  url.searchParams.set("token", session.token);
+  return url.href;
+}
+
+function start() {
+  if (connection) return;
+  ui.setActive(true);
+  connection = new InferenceConnection({
+    endpoint,
+    params: initParams(ui.stageValues()),
+    backoff: { minMs: config.reconnectMinMs, maxMs: config.reconnectMaxMs },
+    resultTimeoutMs: config.resultTimeoutMs,
+    on: {
+      state: (state, detail) => {
+        setState(state, detail);
+        if (["waiting", "running", "finished"].includes(state)) ui.showQueue(`${state}, ${detail}`);
+        if (state === "reconnecting") {
+          stats.reconnects += 1;
+          clearOverlays();
+        }
+        if (state === "failed") {
+          ui.showError(detail);
+          connection = null;
+          ui.setActive(false);
+        }
+      },
+      result: onResult,
+      error: ({ code, message }) => {
+        hook.errors.push(code);
+        ui.showError(`${code}: ${message}`);
+        if (code === "token_expired") session = null;
+      },
+      summary: (text) => {
+        hook.summaries.push(text);
+        ui.showSummary(text);
+      },
+      lost: (count) => {
+        stats.lostFrames += count;
+      },
+      connectFailed: () => {
+        session = null;
+      },
+    },
+  });
+  connection.open();
+}
+
+/** Results of a closed connection are stale: stop drawing them. */
+function clearOverlays() {
+  hook.lastResult = null;
+  hook.lastDrawn = null;
+  motion.clear();
+}
+
+function stop() {
+  connection?.close();
+  connection = null;
+  clearOverlays();
+  ui.setActive(false);
+}
+
+ui.bind({
+  start,
+  stop,
+  ocr: () => connection?.requestOcr(),
+  stages: (stages) => {
+    connection?.setParams(initParams(stages));
+    if (!stages.detection) motion.clear();
+  },
+  camera: () => useSource(() => openCamera(video)),
+  file: (file) => useSource(() => openFile(file, video, image)),
+});
+setState("idle");
+requestAnimationFrame(render);
+await useSource(() => openCamera(video));
+if (config.autoStart) start();

@@ -1,0 +1,95 @@
+/** The controls and read-outs around the video: buttons, stage toggles, status, stats, messages. */
+
+const MAX_MESSAGES = 20;
+
+export class Ui {
+  /**
+   * @param {Document} doc
+   * @param {object} stages  the initial stage toggles
+   */
+  constructor(doc, stages) {
+    this.doc = doc;
+    this.startButton = doc.getElementById("start");
+    this.stopButton = doc.getElementById("stop");
+    this.ocrButton = doc.getElementById("ocr");
+    this.cameraButton = doc.getElementById("use-camera");
+    this.fileInput = doc.getElementById("file");
+    this.status = doc.getElementById("status");
+    this.stages = [...doc.querySelectorAll("#stages input[type=checkbox]")];
+    for (const box of this.stages) box.checked = Boolean(stages[box.name]);
+  }
+
+  /** @returns {object} the stage toggles as {detection, pose, ocr, motion, llm} */
+  stageValues() {
+    return Object.fromEntries(this.stages.map((box) => [box.name, box.checked]));
+  }
+
+  /**
+   * Wire the controls to the page's actions.
+   * @param {{start: Function, stop: Function, ocr: Function, stages: Function, camera: Function, file: Function}} actions
+   */
+  bind(actions) {
+    this.startButton.addEventListener("click", () => actions.start());
+    this.stopButton.addEventListener("click", () => actions.stop());
+    this.ocrButton.addEventListener("click", () => actions.ocr());
+    this.cameraButton.addEventListener("click", () => actions.camera());
+    this.fileInput.addEventListener("change", () => {
+      if (this.fileInput.files.length) actions.file(this.fileInput.files[0]);
+    });
+    for (const box of this.stages) box.addEventListener("change", () => actions.stages(this.stageValues()));
+  }
+
+  /** @param {boolean} active  whether a session is started (connected or trying to) */
+  setActive(active) {
+    this.startButton.disabled = active;
+    this.stopButton.disabled = !active;
+    this.ocrButton.disabled = !active;
+  }
+
+  /**
+   * @param {string} state  a short state word, also set as `data-state` for styling and tests
+   * @param {string} [detail]
+   */
+  setStatus(state, detail = "") {
+    this.status.dataset.state = state;
+    this.status.textContent = detail ? `${state}: ${detail}` : state;
+  }
+
+  /** @param {ReturnType<import("./stats.js").Stats["snapshot"]>} snapshot */
+  showStats(snapshot) {
+    const text = {
+      renderFps: snapshot.renderFps.toFixed(0),
+      inferenceFps: snapshot.inferenceFps.toFixed(1),
+      latencyMs: Number.isFinite(snapshot.latencyMs) ? `${snapshot.latencyMs.toFixed(0)} ms` : "-",
+      framesSent: String(snapshot.framesSent),
+      droppedFrames: `${snapshot.droppedFrames} (server ${snapshot.serverDroppedFrames}, lost ${snapshot.lostFrames})`,
+      reconnects: String(snapshot.reconnects),
+    };
+    for (const [key, value] of Object.entries(text)) {
+      this.doc.querySelector(`[data-stat=${key}]`).textContent = value;
+    }
+  }
+
+  /** @param {string} queue  the last `queue_status` in words */
+  showQueue(queue) {
+    this.doc.querySelector("[data-stat=queue]").textContent = queue;
+  }
+
+  /** @param {string} text  an error for the user: what went wrong and what to do */
+  showError(text) {
+    this.#prepend("errors", `${new Date().toLocaleTimeString()} ${text}`);
+  }
+
+  /** @param {string} text  one LLM scene summary */
+  showSummary(text) {
+    this.#prepend("summaries", text);
+  }
+
+  #prepend(listId, text) {
+    const list = this.doc.getElementById(listId);
+    const item = this.doc.createElement("li");
+    item.textContent = text;
+    list.prepend(item);
+    while (list.children.length > MAX_MESSAGES) list.lastElementChild.remove();
+  }
+}

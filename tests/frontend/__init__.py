@@ -1,0 +1,1 @@
+"""Browser end-to-end tests of the page in frontend/ (headless Debian Chromium + Playwright)."""

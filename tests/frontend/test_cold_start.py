@@ -1,0 +1,228 @@
+"""Production mode: the page served as static files boots the backend through the start/status
+API (a loopback stand-in speaking the Lambdas' contract), then connects with its token."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import pytest
+from playwright.sync_api import Page
+
+from backend.paths import FRONTEND_DIR
+from backend.security.session_token import issue_token
+from backend.triton_server.local_server import LocalTritonServer
+from lambdas.shared.api_response import json_response
+from lambdas.status.logic import check_ready
+from tests.backend.service.conftest import BackendServer, backend_settings
+from tests.frontend.conftest import DETECTION_OVERRIDES, snapshot, wait_for_results
+
+SECRET = "frontend-tests-session-token-secret-0123456789"
+TOKEN_TTL_S = 900
+
+
+class LoopbackServer(ThreadingHTTPServer):
+    """An HTTP server on a free loopback port, serving from a thread."""
+
+    daemon_threads = True
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(("127.0.0.1", 0), handler)
+        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def __enter__(self) -> Self:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+class PageServer(LoopbackServer):
+    """The frontend as static files (what S3/CloudFront serve), with a chosen `config.json`."""
+
+    def __init__(self) -> None:
+        super().__init__(PageHandler)
+        self.config: dict[str, Any] = {}
+
+
+class PageHandler(SimpleHTTPRequestHandler):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, directory=str(FRONTEND_DIR), **kwargs)
+
+    def do_GET(self) -> None:
+        if self.path != "/config.json":
+            super().do_GET()
+            return
+        assert isinstance(self.server, PageServer)
+        body = json.dumps(self.server.config).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: the tests read the page, not the access log."""
+
+
+class StartStatusApi(LoopbackServer):
+    """POST /start and GET /status answering as lambdas/start_server and lambdas/status do,
+    for a backend on loopback: first 'stopping' (retry later), then 'pending' for a few polls,
+    then 'running' but not ready, then the backend's real /ready check."""
+
+    PENDING_POLLS: ClassVar[int] = 2
+
+    def __init__(self, backend: BackendServer, page_origin: str) -> None:
+        super().__init__(ApiHandler)
+        self.backend = backend
+        self.page_origin = page_origin
+        self.calls: list[str] = []
+
+    def start(self) -> tuple[int, dict[str, object], int | None]:
+        if self.calls.count("start") == 1:
+            return 409, _refusal("stopping", "instance_stopping", retry_after_s=1), 1
+        now = time.time()
+        body: dict[str, object] = {
+            "state": "pending",
+            "endpoint": self.backend.ws_url,
+            "estimated_wait_s": 5,
+            "token": issue_token(SECRET, now=now, ttl_s=TOKEN_TTL_S),
+            "token_expires_at": int(now) + TOKEN_TTL_S,
+        }
+        return 200, body, None
+
+    def status(self) -> tuple[int, dict[str, object], int | None]:
+        polls = self.calls.count("status")
+        body: dict[str, object] = {
+            "state": "pending" if polls <= self.PENDING_POLLS else "running",
+            "endpoint": self.backend.ws_url,
+            "ready": False,
+            "backend": None,
+        }
+        if polls > self.PENDING_POLLS + 1:
+            host = self.backend.url.removeprefix("http://")
+            check = check_ready(host, scheme="http", timeout_s=5)
+            body.update(ready=check.ready, backend=asdict(check))
+        return 200, body, None
+
+
+def _refusal(state: str, code: str, *, retry_after_s: int) -> dict[str, object]:
+    return {
+        "state": state,
+        "error": code,
+        "message": f"the server is {state}; call /start again in {retry_after_s} s",
+        "retryable": True,
+        "retry_after_s": retry_after_s,
+    }
+
+
+class ApiHandler(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        self._answer("POST", "/start")
+
+    def do_GET(self) -> None:
+        self._answer("GET", "/status")
+
+    def _answer(self, method: str, route: str) -> None:
+        api = self.server
+        assert isinstance(api, StartStatusApi)
+        body: dict[str, object]
+        if self.path != route:
+            status, body, retry = 404, {"error": "not_found", "message": self.path}, None
+        else:
+            api.calls.append(route.strip("/"))
+            status, body, retry = api.start() if method == "POST" else api.status()
+        response = json_response(
+            status,
+            body,
+            origin=self.headers.get("Origin"),
+            allowed_origins=[api.page_origin],
+            retry_after_s=retry,
+        )
+        payload = str(response["body"]).encode()
+        self.send_response(int(str(response["statusCode"])))
+        headers = response["headers"]
+        assert isinstance(headers, dict)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: the tests read `calls`, not the access log."""
+
+
+@pytest.fixture(scope="module")
+def page_server() -> Iterator[PageServer]:
+    with PageServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def locked_backend(
+    yolo_models_dir: Path, triton: LocalTritonServer, page_server: PageServer
+) -> Iterator[BackendServer]:
+    """A backend locked down as in production: session tokens and the page's origin only."""
+    settings = backend_settings(
+        yolo_models_dir,
+        triton.address,
+        session_token_secret=SECRET,
+        allowed_origins=[page_server.url],
+        **DETECTION_OVERRIDES,
+    )
+    server = BackendServer(settings).start()
+    yield server
+    server.stop()
+
+
+def test_cold_start_boots_polls_and_connects_with_the_token(
+    page_server: PageServer, locked_backend: BackendServer, page: Page
+) -> None:
+    with StartStatusApi(locked_backend, page_server.url) as api:
+        page_server.config = {"startApiUrl": f"{api.url}/", "statusPollMs": 500}
+        sockets: list[str] = []
+        page.on("websocket", lambda socket: sockets.append(socket.url))
+        page.goto(f"{page_server.url}/")
+        page.wait_for_function(
+            "() => document.getElementById('status').textContent.startsWith('starting: pending')"
+        )
+        booting = page.text_content("#status") or ""
+        assert re.search(r"^starting: pending, boot estimate 5 s \(\d+ s\)$", booting), booting
+
+        page.wait_for_function("() => window.cvstack.state === 'running'")
+        wait_for_results(page, 3)
+
+    states = page.evaluate("() => window.cvstack.coldStartStates")
+    assert states[0] == "stopping", "a retryable refusal is shown, then /start is called again"
+    assert {"pending", "running"} <= set(states)
+    assert api.calls[:2] == ["start", "start"]
+    assert api.calls.count("status") == StartStatusApi.PENDING_POLLS + 2
+    assert len(sockets) == 1
+    assert sockets[0].startswith(f"{locked_backend.ws_url}?token=v1.")
+
+
+def test_a_fatal_server_error_is_shown_and_not_retried(
+    page_server: PageServer, locked_backend: BackendServer, page: Page
+) -> None:
+    page_server.config = {"wsUrl": locked_backend.ws_url}
+    page.goto(f"{page_server.url}/")
+    page.wait_for_function("() => window.cvstack?.state === 'failed'")
+    errors = page.text_content("#errors") or ""
+    assert "token_missing: this server needs a session token" in errors
+    page.wait_for_timeout(1000)
+    assert snapshot(page)["reconnects"] == 0
+    assert page.is_enabled("#start"), "the user can try again"
