@@ -90,6 +90,8 @@ synth: install $(NODE_STAMP)
 
 bench: models
 	$(CVSTACK) bench triton
+	$(CVSTACK) bench motion
+	$(CVSTACK) bench stream
 
 clean:
 	rm -rf $(VENV) .cvstack cdk.out node_modules

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Mapping
+import logging
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from lambdas.shared.aws_errors import AwsCallError
+from lambdas.shared.settings import require_env
 
 
 class BadEventError(ValueError):
@@ -58,3 +61,49 @@ def failure_body(failure: AwsCallError) -> dict[str, object]:
 def failure_status(failure: AwsCallError) -> int:
     """503 for what a retry can fix, 500 for what needs an operator."""
     return 503 if failure.retry_after_s is not None else 500
+
+
+@dataclass(frozen=True)
+class ApiAnswer:
+    """An HTTP status, a JSON body and, for refusals worth retrying, a Retry-After."""
+
+    status_code: int
+    body: dict[str, object]
+    retry_after_s: int | None = None
+
+
+def serve_api_request(
+    event: object,
+    method: str,
+    route: str,
+    answer: Callable[[], ApiAnswer],
+    logger: logging.Logger,
+) -> dict[str, object]:
+    """Validate the event, run `answer`, and format its result or AWS failure with CORS."""
+    allowed = require_env("ALLOWED_ORIGINS").split(",")
+    try:
+        request = require_method(event, method, route)
+    except BadEventError as error:
+        logger.warning("bad event", extra={"error": str(error)})
+        return json_response(
+            400, {"error": "bad_request", "message": str(error)}, origin=None, allowed_origins=()
+        )
+    origin = request_origin(request)
+    try:
+        result = answer()
+    except AwsCallError as failure:
+        logger.error(f"{route} failed", extra={"code": failure.code, "error": failure.message})
+        return json_response(
+            failure_status(failure),
+            failure_body(failure),
+            origin=origin,
+            allowed_origins=allowed,
+            retry_after_s=failure.retry_after_s,
+        )
+    return json_response(
+        result.status_code,
+        result.body,
+        origin=origin,
+        allowed_origins=allowed,
+        retry_after_s=result.retry_after_s,
+    )

@@ -10,14 +10,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from lambdas.shared.api_response import (
-    BadEventError,
-    failure_body,
-    failure_status,
-    json_response,
-    request_origin,
-    require_method,
-)
+from lambdas.shared.api_response import ApiAnswer, serve_api_request
 from lambdas.shared.aws_errors import AwsCallError, aws_call_error
 from lambdas.shared.settings import env_number, require_env
 from lambdas.start_server.logic import StartConfig, start_server
@@ -28,40 +21,19 @@ logger.setLevel(logging.INFO)
 
 def handler(event: object, context: object) -> dict[str, object]:
     """Answer one /start request."""
-    allowed = require_env("ALLOWED_ORIGINS").split(",")
-    try:
-        request = require_method(event, "POST", "/start")
-    except BadEventError as error:
-        logger.warning("bad event", extra={"error": str(error)})
-        return json_response(
-            400, {"error": "bad_request", "message": str(error)}, origin=None, allowed_origins=()
-        )
-    origin = request_origin(request)
-    try:
-        outcome = start_server(
-            boto3.client("ec2"),
-            boto3.client("cloudwatch"),
-            _config(),
-            secret=_session_secret(require_env("SESSION_SECRET_ARN")),
-            now=datetime.now(UTC),
-        )
-    except AwsCallError as failure:
-        logger.error("start failed", extra={"code": failure.code, "error": failure.message})
-        return json_response(
-            failure_status(failure),
-            failure_body(failure),
-            origin=origin,
-            allowed_origins=allowed,
-            retry_after_s=failure.retry_after_s,
-        )
-    logger.info("start answered", extra={"status": outcome.status_code, **_loggable(outcome.body)})
-    return json_response(
-        outcome.status_code,
-        outcome.body,
-        origin=origin,
-        allowed_origins=allowed,
-        retry_after_s=outcome.retry_after_s,
+    return serve_api_request(event, "POST", "/start", _start, logger)
+
+
+def _start() -> ApiAnswer:
+    answer = start_server(
+        boto3.client("ec2"),
+        boto3.client("cloudwatch"),
+        _config(),
+        secret=_session_secret(require_env("SESSION_SECRET_ARN")),
+        now=datetime.now(UTC),
     )
+    logger.info("start answered", extra={"status": answer.status_code, **_loggable(answer.body)})
+    return answer
 
 
 def _config() -> StartConfig:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import BotoCoreError, ClientError
 
 from backend.security.session_token import issue_token
+from lambdas.shared.api_response import ApiAnswer
 from lambdas.shared.aws_errors import AwsCallError, aws_call_error
 from lambdas.shared.instance import describe_instance
 from lambdas.shared.metrics import INSTANCE_RUNNING, START_REQUESTS, minute_values, put_count
@@ -31,15 +32,6 @@ class StartConfig:
     token_ttl_s: int
 
 
-@dataclass(frozen=True)
-class StartOutcome:
-    """An HTTP status, a JSON body and, for refusals worth retrying, a Retry-After."""
-
-    status_code: int
-    body: dict[str, object]
-    retry_after_s: int | None = None
-
-
 def start_server(
     ec2: EC2Client,
     cloudwatch: CloudWatchClient,
@@ -47,11 +39,11 @@ def start_server(
     *,
     secret: str,
     now: datetime,
-) -> StartOutcome:
+) -> ApiAnswer:
     """Start the instance if stopped (budget permitting); report it if up; never start twice."""
     info = describe_instance(ec2, config.instance_id)
     if info.state == "stopping":
-        return StartOutcome(
+        return ApiAnswer(
             409,
             {
                 "state": "stopping",
@@ -72,7 +64,7 @@ def start_server(
         raise AwsCallError("unexpected_state", f"the instance is in an unknown state {state!r}")
     put_count(cloudwatch, config.instance_id, START_REQUESTS, 1)
     token = issue_token(secret, now=now.timestamp(), ttl_s=config.token_ttl_s)
-    return StartOutcome(
+    return ApiAnswer(
         200,
         {
             "state": state,
@@ -115,12 +107,12 @@ def _start(ec2: EC2Client, instance_id: str) -> str:
     return changes[0]["CurrentState"]["Name"] if changes else "pending"
 
 
-def _budget_refusal(used_h: float, budget_h: float, now: datetime) -> StartOutcome:
+def _budget_refusal(used_h: float, budget_h: float, now: datetime) -> ApiAnswer:
     tomorrow = (now.astimezone(UTC) + timedelta(days=1)).replace(
         hour=0, minute=0, second=0, microsecond=0
     )
     wait_s = int((tomorrow - now).total_seconds()) + 1
-    return StartOutcome(
+    return ApiAnswer(
         429,
         {
             "state": "stopped",
