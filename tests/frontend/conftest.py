@@ -41,9 +41,13 @@ def camera_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(camera_video: Path) -> Iterator[Browser]:
-    """Debian's Chromium, headless, with the fake camera playing `camera_video`."""
+    """Debian's Chromium, headless, with the fake camera playing `camera_video`.
+
+    Package-scoped: Playwright's sync API keeps an event loop running in the main thread, so
+    it must be gone before other packages' tests call `asyncio.run`.
+    """
     if not CHROMIUM.exists():
         pytest.fail("the browser tests need Debian's chromium: apt-get install chromium")
     args = [
