@@ -9,9 +9,10 @@ CVSTACK := $(VENV)/bin/cvstack
 # PyPI's default torch on Linux is a multi-GB CUDA build; the CPU build is all that model export needs.
 TORCH_SPEC ?= torch==2.13.0
 EXTRAS ?= backend,triton-local,models,infra,dev
-# Debian packages the tests and the demo need (chromium: the browser tests of frontend/).
-SYSTEM_PACKAGES ?= chromium
-SYSTEM_COMMANDS ?= setpriv chromium
+# Debian packages the tests and the demo need (chromium: the browser tests of frontend/;
+# nginx, prometheus (promtool), docker-compose, shellcheck, openssl: the instance-image tests).
+SYSTEM_PACKAGES ?= chromium nginx prometheus docker-compose shellcheck openssl
+SYSTEM_COMMANDS ?= setpriv chromium nginx promtool docker-compose shellcheck openssl
 INSTALL_STAMP := $(VENV)/.install-stamp
 TRITON_PORTS ?= --http-port 8000 --grpc-port 8001 --metrics-port 8002
 # The AWS CDK: Python's aws-cdk-lib runs on Node.js; the CLI is pinned in package.json.

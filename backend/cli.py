@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from backend import service_cli
 from backend.bench import cli as bench_cli
+from backend.instance import cli as instance_cli
 from backend.model_prep import cli as models_cli
 from backend.triton_server import cli as triton_cli
 
@@ -21,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     service_cli.register(commands)
     triton_cli.register(commands)
     bench_cli.register(commands)
+    instance_cli.register(commands)
     return parser
 
 

@@ -65,6 +65,11 @@ class GpuInstance(Construct):
             f"CVSTACK_MODELS_S3_URI={model_store.models_uri}",
             f"CVSTACK_SESSION_SECRET_ID={session_secret.secret.secret_arn}",
             f"CVSTACK_AWS_REGION={Stack.of(self).region}",
+            # Origins for the backend's CVSTACK_ALLOWED_ORIGINS (comma-separated: no quotes for
+            # env-file parsers to mangle; the image turns them into the backend's JSON list)
+            # and the domain nginx gets a Let's Encrypt certificate for (image: systemd/).
+            f"CVSTACK_FRONTEND_ORIGINS={','.join(config.allowed_origins)}",
+            f"CVSTACK_DOMAIN_NAME={config.domain_name}",
             "CVSTACK_ENV",
         )
         self.instance = ec2.Instance(

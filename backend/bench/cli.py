@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from backend.bench import motion_bench, triton_bench, ws_bench
+from backend.bench import boot_bench, motion_bench, triton_bench, ws_bench
 from backend.cli_support import fail, positive_int
 from backend.model_prep.manifest import ManifestError
 from backend.paths import default_models_dir
@@ -35,6 +35,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     motion = commands.add_parser("motion", help="Farneback vs DIS optical flow")
     motion.add_argument("--repeats", type=positive_int, default=100)
     motion.set_defaults(handler=_motion)
+
+    boot = commands.add_parser("boot", help="boot to ready: S3 model sync, Triton, backend")
+    boot_bench.add_arguments(boot)
+    boot.set_defaults(handler=boot_bench.main)
 
 
 def _triton(args: argparse.Namespace) -> int:

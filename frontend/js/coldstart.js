@@ -18,6 +18,7 @@ const MAX_RETRY_WAIT_S = 300;
  * Start the backend and wait until it is ready.
  * @param {string} apiUrl  base URL of the start/status API
  * @param {object} options
+ * @param {string | null} options.apiKey  sent as `x-api-key` (API key + usage plan)
  * @param {number} options.pollMs  delay between status polls (and between network retries)
  * @param {number} options.timeoutS  give up after this long
  * @param {(state: string, detail: string) => void} options.onProgress
@@ -25,7 +26,7 @@ const MAX_RETRY_WAIT_S = 300;
  * @returns {Promise<{endpoint: string, token: string, expiresAt: number}>}
  * @throws {Error} when waiting cannot help (budget spent, a server fault, the time limit)
  */
-export async function coldStart(apiUrl, { pollMs, timeoutS, onProgress, signal }) {
+export async function coldStart(apiUrl, { apiKey, pollMs, timeoutS, onProgress, signal }) {
   const base = apiUrl.replace(/\/+$/, "");
   const deadline = performance.now() + timeoutS * 1000;
   const checkTime = () => {
@@ -37,7 +38,7 @@ export async function coldStart(apiUrl, { pollMs, timeoutS, onProgress, signal }
   let started;
   for (;;) {
     checkTime();
-    const answer = await request(`${base}/start`, "POST", signal);
+    const answer = await request(`${base}/start`, "POST", apiKey, signal);
     if (answer.status === 200) {
       started = answer.body;
       break;
@@ -51,7 +52,7 @@ export async function coldStart(apiUrl, { pollMs, timeoutS, onProgress, signal }
   onProgress(started.state, estimate);
 
   for (;;) {
-    const answer = await request(`${base}/status`, "GET", signal);
+    const answer = await request(`${base}/status`, "GET", apiKey, signal);
     if (answer.status === 200 && answer.body.ready === true) {
       return {
         endpoint: started.endpoint ?? answer.body.endpoint,
@@ -72,10 +73,11 @@ export async function coldStart(apiUrl, { pollMs, timeoutS, onProgress, signal }
  * One JSON request; a network failure is reported as status 0 (retryable), like a 503.
  * @returns {Promise<{status: number, body: any, retryAfterS: number | null}>}
  */
-async function request(url, method, signal) {
+async function request(url, method, apiKey, signal) {
+  const headers = apiKey ? { "x-api-key": apiKey } : {};
   let response;
   try {
-    response = await fetch(url, { method, signal, cache: "no-store" });
+    response = await fetch(url, { method, headers, signal, cache: "no-store" });
   } catch (error) {
     if (signal.aborted) throw error;
     return { status: 0, body: { message: `cannot reach ${url}`, retryable: true }, retryAfterS: null };

@@ -8,6 +8,9 @@
 const DEFAULTS = Object.freeze({
   /** Production: base URL of the start/status API (POST {url}/start, GET {url}/status). */
   startApiUrl: null,
+  /** Production: the API Gateway key sent as `x-api-key`. It identifies the page for the usage
+   * plan's throttling and quota; it is not a secret (anyone can read it from this file). */
+  apiKey: null,
   /** Local mode: the WebSocket to use; null means this page's own origin, `/ws/inference`. */
   wsUrl: null,
   /** Connect and start as soon as the page has a picture (local mode only: production waits). */

@@ -129,6 +129,7 @@ async function endpoint(signal) {
     const ticker = setInterval(show, 500);
     try {
       session = await coldStart(config.startApiUrl, {
+        apiKey: config.apiKey,
         pollMs: config.statusPollMs,
         timeoutS: config.coldStartTimeoutS,
         signal,

@@ -26,6 +26,7 @@ from tests.frontend.conftest import DETECTION_OVERRIDES, snapshot, wait_for_resu
 
 SECRET = "frontend-tests-session-token-secret-0123456789"
 TOKEN_TTL_S = 900
+API_KEY = "frontend-tests-api-key"
 
 
 class LoopbackServer(ThreadingHTTPServer):
@@ -90,6 +91,7 @@ class StartStatusApi(LoopbackServer):
         self.backend = backend
         self.page_origin = page_origin
         self.calls: list[str] = []
+        self.preflights = 0
 
     def start(self) -> tuple[int, dict[str, object], int | None]:
         if self.calls.count("start") == 1:
@@ -130,6 +132,18 @@ def _refusal(state: str, code: str, *, retry_after_s: int) -> dict[str, object]:
 
 
 class ApiHandler(BaseHTTPRequestHandler):
+    def do_OPTIONS(self) -> None:
+        """CORS preflight, as API Gateway answers it for the stack's CORS options."""
+        api = self.server
+        assert isinstance(api, StartStatusApi)
+        api.preflights += 1
+        self.send_response(204)
+        if self.headers.get("Origin") == api.page_origin:
+            self.send_header("Access-Control-Allow-Origin", api.page_origin)
+            self.send_header("Access-Control-Allow-Methods", "GET,POST,OPTIONS")
+            self.send_header("Access-Control-Allow-Headers", "Content-Type,X-Api-Key")
+        self.end_headers()
+
     def do_POST(self) -> None:
         self._answer("POST", "/start")
 
@@ -142,6 +156,9 @@ class ApiHandler(BaseHTTPRequestHandler):
         body: dict[str, object]
         if self.path != route:
             status, body, retry = 404, {"error": "not_found", "message": self.path}, None
+        elif self.headers.get("x-api-key") != API_KEY:  # API Gateway with api_key_required
+            api.calls.append("forbidden")
+            status, body, retry = 403, {"message": "Forbidden"}, None
         else:
             api.calls.append(route.strip("/"))
             status, body, retry = api.start() if method == "POST" else api.status()
@@ -193,7 +210,11 @@ def test_cold_start_boots_polls_and_connects_with_the_token(
     page_server: PageServer, locked_backend: BackendServer, page: Page
 ) -> None:
     with StartStatusApi(locked_backend, page_server.url) as api:
-        page_server.config = {"startApiUrl": f"{api.url}/", "statusPollMs": 500}
+        page_server.config = {
+            "startApiUrl": f"{api.url}/",
+            "apiKey": API_KEY,
+            "statusPollMs": 500,
+        }
         sockets: list[str] = []
         page.on("websocket", lambda socket: sockets.append(socket.url))
         page.goto(f"{page_server.url}/")
@@ -209,7 +230,8 @@ def test_cold_start_boots_polls_and_connects_with_the_token(
     states = page.evaluate("() => window.cvstack.coldStartStates")
     assert states[0] == "stopping", "a retryable refusal is shown, then /start is called again"
     assert {"pending", "running"} <= set(states)
-    assert api.calls[:2] == ["start", "start"]
+    assert api.calls[:2] == ["start", "start"], "the API key was accepted"
+    assert api.preflights >= 1, "x-api-key makes the browser ask CORS first"
     assert api.calls.count("status") == StartStatusApi.PENDING_POLLS + 2
     assert len(sockets) == 1
     assert sockets[0].startswith(f"{locked_backend.ws_url}?token=v1.")

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Bake the cvstack instance image (run by ami/cvstack.pkr.hcl as root on the build instance).
+#
+#   CVSTACK_SOURCE=/tmp/cvstack-src.tar.gz bash provision.sh
+#
+# Idempotent: every step checks before it changes anything, so a rerun on the same machine
+# (or a half-finished bake) converges. Fails loudly: `set -euo pipefail` plus a message naming
+# the step that broke. Base: an Ubuntu 22.04 image with the NVIDIA driver (the AWS Deep
+# Learning Base OSS Nvidia Driver GPU AMI, which usually has Docker and the NVIDIA container
+# toolkit already; they are installed here when missing).
+set -euo pipefail
+
+SOURCE="${CVSTACK_SOURCE:?set CVSTACK_SOURCE to the source tarball (git archive of the repository)}"
+PREFIX=/opt/cvstack
+STATE=/var/lib/cvstack
+BACKEND_UID=10001
+export DEBIAN_FRONTEND=noninteractive
+
+step() { echo "==> provision: $*"; }
+trap 'echo "provision: FAILED at line $LINENO: $BASH_COMMAND" >&2' ERR
+
+[[ "$(id -u)" == 0 ]] || { echo "provision: run as root" >&2; exit 1; }
+command -v nvidia-smi >/dev/null \
+  || { echo "provision: no NVIDIA driver (nvidia-smi); bake from a GPU base image on a GPU instance" >&2; exit 1; }
+
+apt_install() {  # installs only the packages that are missing
+  local missing=()
+  for package in "$@"; do
+    dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+  done
+  if ((${#missing[@]})); then
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends "${missing[@]}"
+  fi
+}
+
+step "host packages: nginx, certbot, curl, ca-certificates, gnupg"
+apt_install nginx certbot curl ca-certificates gnupg openssl
+
+step "Docker engine and the compose plugin"
+if ! command -v docker >/dev/null; then
+  apt_install docker.io
+fi
+if ! docker compose version >/dev/null 2>&1; then
+  apt_install docker-compose-v2
+fi
+systemctl enable --now docker.service
+
+step "NVIDIA container toolkit"
+if ! command -v nvidia-ctk >/dev/null; then
+  # NVIDIA's apt repository, signed by its key (https://docs.nvidia.com/datacenter/cloud-native/).
+  curl -fsSL https://nvidia.github.io/libnvidia-container/gpgkey \
+    | gpg --batch --yes --dearmor -o /usr/share/keyrings/nvidia-container-toolkit-keyring.gpg
+  curl -fsSL https://nvidia.github.io/libnvidia-container/stable/deb/nvidia-container-toolkit.list \
+    | sed 's#deb https://#deb [signed-by=/usr/share/keyrings/nvidia-container-toolkit-keyring.gpg] https://#g' \
+    >/etc/apt/sources.list.d/nvidia-container-toolkit.list
+  apt_install nvidia-container-toolkit
+fi
+nvidia-ctk runtime configure --runtime=docker  # rewrites daemon.json only when needed
+systemctl restart docker.service
+
+step "source tree in $PREFIX"
+rm -rf "$PREFIX.new"
+install -d "$PREFIX.new"
+tar -xzf "$SOURCE" -C "$PREFIX.new"
+rm -rf "$PREFIX"
+mv "$PREFIX.new" "$PREFIX"
+chmod 0755 "$PREFIX"/ami/scripts/*.sh
+# shellcheck source=ami/versions.env
+source "$PREFIX/ami/versions.env"
+
+step "pinned images: $TRITON_IMAGE, $PROMETHEUS_IMAGE"
+docker pull --quiet "$TRITON_IMAGE"
+docker pull --quiet "$PROMETHEUS_IMAGE"
+docker image inspect --format '{{index .RepoDigests 0}}' "$TRITON_IMAGE" "$PROMETHEUS_IMAGE" \
+  >"$PREFIX/ami/image-digests.txt"
+
+step "the Triton image has what the boot needs: the GPU, trtexec, python3"
+docker run --rm --gpus all "$TRITON_IMAGE" nvidia-smi --query-gpu=name --format=csv,noheader
+docker run --rm "$TRITON_IMAGE" test -x /usr/src/tensorrt/bin/trtexec
+docker run --rm "$TRITON_IMAGE" python3 -c 'import urllib.request'
+
+step "backend image $BACKEND_IMAGE"
+docker build --quiet -f "$PREFIX/backend/Dockerfile" -t "$BACKEND_IMAGE" "$PREFIX"
+docker run --rm "$BACKEND_IMAGE" cvstack instance --help >/dev/null
+
+step "state folders in $STATE"
+install -d -m 0755 "$STATE" "$STATE/engines" "$STATE/acme"
+install -d -m 0750 -o "$BACKEND_UID" -g "$BACKEND_UID" "$STATE/summaries"
+
+step "nginx site (ports 80/443, rendered from ami/nginx/cvstack.conf.j2)"
+docker run --rm "$BACKEND_IMAGE" cvstack instance nginx-config --out /dev/stdout \
+  >/etc/nginx/sites-available/cvstack
+ln -sfn /etc/nginx/sites-available/cvstack /etc/nginx/sites-enabled/cvstack
+rm -f /etc/nginx/sites-enabled/default
+# nginx -t needs a certificate: check with a throwaway one, then remove it so that every
+# instance generates its own key at first boot (systemd/cvstack-tls.service).
+CVSTACK_TLS_DIR=/etc/cvstack/tls "$PREFIX/ami/scripts/tls-setup.sh" self-signed
+nginx -t
+rm -rf /etc/cvstack/tls
+
+step "systemd units"
+install -m 0644 "$PREFIX"/systemd/*.service "$PREFIX"/systemd/*.timer /etc/systemd/system/
+systemctl daemon-reload
+systemctl enable nginx.service cvstack-tls.service cvstack-certbot.service \
+  cvstack-model-sync.service cvstack-backend-env.service cvstack-engines.service \
+  cvstack-stack.service cvstack-heartbeat.timer
+# Nothing instance-specific in the image: the stack's settings come from user data at first boot.
+rm -f /etc/cvstack/stack.env
+apt-get clean
+
+step "done: image ready; the CDK stack reads its id from SSM after the bake"

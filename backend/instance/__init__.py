@@ -1,0 +1,1 @@
+"""What runs on the GPU instance around the backend: model sync, engine jobs, heartbeat, nginx."""

@@ -1,0 +1,136 @@
+"""`cvstack instance ...`: the GPU instance's boot-time and periodic jobs (systemd/ runs them)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import boto3
+
+from backend.cli_support import fail, port_number, positive_int
+from backend.instance import backend_env, engines, heartbeat, model_sync, nginx_config
+from backend.model_prep.manifest import ManifestError, load_manifest
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the `instance` command group."""
+    instance = subparsers.add_parser("instance", help="jobs the GPU instance runs at boot")
+    commands = instance.add_subparsers(dest="instance_command", required=True)
+    region = os.environ.get("CVSTACK_AWS_REGION")
+
+    sync = commands.add_parser("sync-models", help="pull changed models from S3, verify, swap")
+    sync.add_argument("--source", default=os.environ.get("CVSTACK_MODELS_S3_URI"))
+    sync.add_argument("--target", type=Path, default=Path("/var/lib/cvstack/models"))
+    sync.add_argument("--region", default=region)
+    sync.set_defaults(handler=_sync)
+
+    repository = commands.add_parser(
+        "gpu-repository", help="render the gpu model repository and its TensorRT engine jobs"
+    )
+    repository.add_argument("--models-dir", type=Path, default=Path("/var/lib/cvstack/models"))
+    repository.add_argument("--out", type=Path, default=Path("/var/lib/cvstack/repository"))
+    repository.set_defaults(handler=_gpu_repository)
+
+    env = commands.add_parser("backend-env", help="write the backend's production env file")
+    env.add_argument("--secret-id", default=os.environ.get("CVSTACK_SESSION_SECRET_ID"))
+    env.add_argument(
+        "--allowed-origins",
+        default=os.environ.get("CVSTACK_FRONTEND_ORIGINS"),
+        help="comma-separated origins (CVSTACK_FRONTEND_ORIGINS)",
+    )
+    env.add_argument("--out", type=Path, default=Path("/run/cvstack/backend.env"))
+    env.add_argument("--region", default=region)
+    env.set_defaults(handler=_backend_env)
+
+    beat = commands.add_parser("heartbeat", help="publish one minute of activity to CloudWatch")
+    beat.add_argument("--backend-url", default="http://127.0.0.1:8080")
+    beat.add_argument("--triton-metrics-url", default="http://127.0.0.1:8002/metrics")
+    beat.add_argument("--instance-id", default=os.environ.get("CVSTACK_INSTANCE_ID"))
+    beat.add_argument(
+        "--state-file", type=Path, default=Path("/var/lib/cvstack/heartbeat-state.json")
+    )
+    beat.add_argument("--region", default=region)
+    beat.set_defaults(handler=_heartbeat)
+
+    nginx = commands.add_parser("nginx-config", help="render the nginx site for given ports")
+    nginx.add_argument("--http-port", type=port_number, default=80)
+    nginx.add_argument("--https-port", type=port_number, default=443)
+    nginx.add_argument("--backend-port", type=port_number, default=8080)
+    nginx.add_argument("--max-body-bytes", type=positive_int, default=2_000_000)
+    nginx.add_argument("--out", type=Path, required=True)
+    nginx.set_defaults(handler=_nginx_config)
+
+
+def _sync(args: argparse.Namespace) -> int:
+    if not args.source:
+        return fail(
+            "no model store: pass --source s3://bucket/models/ or set CVSTACK_MODELS_S3_URI"
+        )
+    try:
+        report = model_sync.sync_models(
+            boto3.client("s3", region_name=args.region), args.source, args.target
+        )
+    except model_sync.ModelSyncError as exc:
+        return fail(str(exc))
+    print(report.summary())
+    return 0
+
+
+def _gpu_repository(args: argparse.Namespace) -> int:
+    try:
+        jobs = engines.write_gpu_repository(
+            load_manifest(args.models_dir), args.models_dir, args.out
+        )
+    except (ManifestError, ValueError) as exc:
+        return fail(str(exc))
+    print(f"gpu repository at {args.out} with {len(jobs)} engine jobs")
+    return 0
+
+
+def _backend_env(args: argparse.Namespace) -> int:
+    if not args.secret_id or not args.allowed_origins:
+        return fail(
+            "CVSTACK_SESSION_SECRET_ID and CVSTACK_FRONTEND_ORIGINS must be set (user data writes "
+            "them to /etc/cvstack/stack.env)"
+        )
+    try:
+        values = backend_env.backend_environment(
+            boto3.client("secretsmanager", region_name=args.region),
+            args.secret_id,
+            args.allowed_origins,
+        )
+        backend_env.write_env_file(values, args.out)
+    except backend_env.BackendEnvError as exc:
+        return fail(str(exc))
+    print(f"backend environment written to {args.out}")
+    return 0
+
+
+def _heartbeat(args: argparse.Namespace) -> int:
+    try:
+        instance_id = args.instance_id or heartbeat.instance_id_from_imds()
+    except OSError as exc:
+        return fail(f"cannot read the instance id from IMDS ({exc}); pass --instance-id")
+    data = heartbeat.beat(
+        boto3.client("cloudwatch", region_name=args.region),
+        instance_id,
+        backend_url=args.backend_url,
+        triton_metrics_url=args.triton_metrics_url,
+        state_file=args.state_file,
+    )
+    print(", ".join(f"{d['MetricName']}={d.get('Value', d.get('Counts'))}" for d in data))
+    return 0
+
+
+def _nginx_config(args: argparse.Namespace) -> int:
+    site = nginx_config.NginxSite(
+        http_port=args.http_port,
+        https_port=args.https_port,
+        backend_port=args.backend_port,
+        max_body_bytes=args.max_body_bytes,
+    )
+    args.out.write_text(nginx_config.render_nginx_site(site))
+    print(f"nginx site written to {args.out}", file=sys.stderr)  # --out /dev/stdout stays clean
+    return 0

@@ -1,0 +1,133 @@
+"""Model sync against moto's S3: first boot, nothing changed, one file changed, tampering."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from backend.cli import main
+from backend.instance.model_sync import ModelSyncError, sync_models
+from backend.model_prep.manifest import MANIFEST_NAME, load_manifest, sha256_of, verify_files
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+BUCKET = "cvstack-models"
+SOURCE = f"s3://{BUCKET}/models/"
+
+
+@pytest.fixture
+def store(monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Client]:
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(key, "testing")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket=BUCKET)
+        yield s3
+
+
+@pytest.fixture
+def models(yolo_models_dir: Path, tmp_path: Path) -> Path:
+    """A private copy of the prepared models, free to change."""
+    copy = tmp_path / "prepared"
+    shutil.copytree(yolo_models_dir, copy)
+    return copy
+
+
+def upload(s3: S3Client, folder: Path, names: list[str] | None = None) -> None:
+    for path in sorted(folder.iterdir()):
+        if names is None or path.name in names:
+            s3.upload_file(str(path), BUCKET, f"models/{path.name}")
+
+
+def change_model(folder: Path, name: str, payload: bytes) -> None:
+    """Replace one model file and record its new sha256 in the manifest."""
+    manifest_path = folder / MANIFEST_NAME
+    manifest = json.loads(manifest_path.read_text())
+    entry = manifest["models"][name]
+    (folder / entry["file"]).write_bytes(payload)
+    entry["sha256"] = sha256_of(folder / entry["file"])
+    manifest_path.write_text(json.dumps(manifest))
+
+
+def test_first_boot_then_unchanged_then_one_changed_file(
+    store: S3Client, models: Path, tmp_path: Path
+) -> None:
+    upload(store, models)
+    target = tmp_path / "state" / "models"
+    files = sorted(e.file for e in load_manifest(models).models.values())
+
+    first = sync_models(store, SOURCE, target)
+    assert sorted(first.downloaded) == files and first.swapped
+    verify_files(load_manifest(target), target)
+    assert target.is_symlink() and not Path(str(target.readlink())).is_absolute()
+
+    again = sync_models(store, SOURCE, target)
+    assert again.downloaded == [] and sorted(again.reused) == files and not again.swapped
+
+    change_model(models, "yolo", b"new detector weights")
+    upload(store, models, ["yolo.onnx", MANIFEST_NAME])
+    third = sync_models(store, SOURCE, target)
+    assert third.downloaded == ["yolo.onnx"] and third.swapped
+    assert (target / "yolo.onnx").read_bytes() == b"new detector weights"
+    verify_files(load_manifest(target), target)
+    assert [p.name for p in (target.parent / "models.d").iterdir()] == [third.version]
+
+
+def test_a_checksum_mismatch_is_refused_and_the_current_models_stay(
+    store: S3Client, models: Path, tmp_path: Path
+) -> None:
+    upload(store, models)
+    target = tmp_path / "models"
+    good = sync_models(store, SOURCE, target)
+    change_model(models, "yolo_pose", b"pose v2")
+    upload(store, models, [MANIFEST_NAME])
+    store.put_object(Bucket=BUCKET, Key="models/yolo_pose.onnx", Body=b"tampered in transit")
+    with pytest.raises(ModelSyncError, match=r"yolo_pose\.onnx has sha256 .* refusing"):
+        sync_models(store, SOURCE, target)
+    assert target.resolve().name == good.version
+    verify_files(load_manifest(target), target)
+    assert not [p for p in (tmp_path / "models.d").iterdir() if p.name != good.version]
+
+
+def test_a_file_missing_from_the_store_names_the_fix(
+    store: S3Client, models: Path, tmp_path: Path
+) -> None:
+    upload(store, models)
+    store.delete_object(Bucket=BUCKET, Key="models/ocr_rec.onnx")
+    with pytest.raises(ModelSyncError, match=r"ocr_rec\.onnx is missing.*aws s3 sync"):
+        sync_models(store, SOURCE, tmp_path / "models")
+    assert not (tmp_path / "models").exists()
+
+
+def test_a_manifest_pointing_outside_its_folder_is_refused(
+    store: S3Client, models: Path, tmp_path: Path
+) -> None:
+    manifest = json.loads((models / MANIFEST_NAME).read_text())
+    manifest["models"]["yolo"]["file"] = "../../etc/passwd"
+    (models / MANIFEST_NAME).write_text(json.dumps(manifest))
+    upload(store, models)
+    with pytest.raises(ModelSyncError, match=r"must sit next to manifest\.json"):
+        sync_models(store, SOURCE, tmp_path / "models")
+
+
+def test_the_cli_syncs_and_reports(
+    store: S3Client, models: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    upload(store, models)
+    target = tmp_path / "models"
+    args = ["instance", "sync-models", "--source", SOURCE, "--target", str(target)]
+    assert main([*args, "--region", "us-east-1"]) == 0
+    assert "switched to version" in capsys.readouterr().out
+    assert main([*args, "--region", "us-east-1"]) == 0
+    assert "already current" in capsys.readouterr().out
+    assert main(["instance", "sync-models", "--source", "http://x", "--target", "y"]) == 2
+    assert "s3://bucket/prefix/" in capsys.readouterr().err
