@@ -13,14 +13,8 @@ import argparse
 import contextlib
 import io
 import logging
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,10 +23,11 @@ from typing import TYPE_CHECKING
 import boto3
 
 from backend.bench.machine import describe_machine
+from backend.bench.stack import backend_process
 from backend.cli_support import fail, positive_int
 from backend.instance.model_sync import ModelSyncError, sync_models
 from backend.model_prep.manifest import ManifestError, load_manifest
-from backend.paths import REPO_ROOT, default_models_dir
+from backend.paths import default_models_dir
 from backend.triton_server.install import TritonLaunchError
 from backend.triton_server.local_server import LocalTritonServer, ServerAddress
 from backend.triton_server.repository import render_repository
@@ -111,44 +106,11 @@ def _boot(s3: S3Client, root: Path) -> BootRun:
     triton = LocalTritonServer(repository, names, root / "triton", ServerAddress.on_free_ports())
     triton_s = triton.start(timeout_s=120)
     try:
-        backend_s = _backend_ready_s(target, triton.address)
+        with backend_process(target, triton.address) as (_, backend_s):
+            pass
     finally:
         triton.stop()
     return BootRun(cold.seconds, warm.seconds, triton_s, backend_s)
-
-
-def _backend_ready_s(models_dir: Path, triton: ServerAddress, timeout_s: float = 120) -> float:
-    port = ServerAddress.on_free_ports().http_port
-    env = {
-        **os.environ,
-        "CVSTACK_PORT": str(port),
-        "CVSTACK_MODELS_DIR": str(models_dir),
-        "CVSTACK_TRITON_GRPC_URL": triton.grpc_url,
-        "CVSTACK_TRITON_METRICS_URL": triton.metrics_url,
-    }
-    started = time.monotonic()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "backend.cli", "serve"],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        while time.monotonic() - started < timeout_s:
-            if process.poll() is not None:
-                raise RuntimeError(f"the backend exited with code {process.returncode}")
-            with (
-                contextlib.suppress(urllib.error.URLError, ConnectionError),
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=1) as response,
-            ):
-                if response.status == 200:
-                    return time.monotonic() - started
-            time.sleep(0.05)
-        raise RuntimeError(f"the backend was not ready within {timeout_s:.0f} s")
-    finally:
-        process.terminate()
-        process.wait(30)
 
 
 @contextlib.contextmanager

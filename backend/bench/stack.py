@@ -31,41 +31,51 @@ class LocalStack:
 
 
 @contextlib.contextmanager
-def local_stack(models_dir: Path, **backend_env: str) -> Iterator[LocalStack]:
+def local_stack(models_dir: Path) -> Iterator[LocalStack]:
     """Start Triton and the backend on free ports; stop both on exit."""
     with tempfile.TemporaryDirectory(prefix="cvstack-stack-") as tmp:
         repository = Path(tmp) / "repository"
         names = render_repository(load_manifest(models_dir), models_dir, repository, "cpu")
         triton = LocalTritonServer(repository, names, Path(tmp), ServerAddress.on_free_ports())
         triton.start()
-        port = ServerAddress.on_free_ports().http_port
-        env = {
-            **os.environ,
-            "CVSTACK_PORT": str(port),
-            "CVSTACK_MODELS_DIR": str(models_dir),
-            "CVSTACK_TRITON_GRPC_URL": triton.address.grpc_url,
-            "CVSTACK_TRITON_METRICS_URL": triton.address.metrics_url,
-            **backend_env,
-        }
-        backend = subprocess.Popen(
-            [sys.executable, "-m", "backend.cli", "serve"],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        url = f"http://127.0.0.1:{port}"
         try:
-            _wait_ready(url, backend)
-            yield LocalStack(triton, url)
+            with backend_process(models_dir, triton.address) as (url, _):
+                yield LocalStack(triton, url)
         finally:
-            backend.terminate()
-            backend.wait(30)
             triton.stop()
 
 
-def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
+@contextlib.contextmanager
+def backend_process(
+    models_dir: Path, triton: ServerAddress, timeout_s: float = 120
+) -> Iterator[tuple[str, float]]:
+    """`cvstack serve` on a free port; yields its URL and the seconds it took to be ready."""
+    port = ServerAddress.on_free_ports().http_port
+    env = {
+        **os.environ,
+        "CVSTACK_PORT": str(port),
+        "CVSTACK_MODELS_DIR": str(models_dir),
+        "CVSTACK_TRITON_GRPC_URL": triton.grpc_url,
+        "CVSTACK_TRITON_METRICS_URL": triton.metrics_url,
+    }
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "backend.cli", "serve"],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(url, process, started + timeout_s)
+        yield url, time.monotonic() - started
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def _wait_ready(url: str, process: subprocess.Popen[bytes], deadline: float) -> None:
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"the backend exited with code {process.returncode}")
@@ -75,5 +85,5 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float = 6
         ):
             if response.status == 200:
                 return
-        time.sleep(0.1)
-    raise RuntimeError("the backend did not become ready")
+        time.sleep(0.05)
+    raise RuntimeError("the backend did not become ready in time")
