@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from moto import mock_aws
 
 from backend.instance.nginx_config import NginxSite, render_nginx_site
 from backend.paths import REPO_ROOT
@@ -28,6 +29,16 @@ from tests.backend.service.conftest import (  # fixtures re-exported for this pa
 TLS_SETUP = REPO_ROOT / "ami" / "scripts" / "tls-setup.sh"
 MAX_FRAME_BYTES = 100_000  # small, so the oversized-frame tests send little
 __all__ = ["open_client", "start_backend"]
+
+
+@pytest.fixture
+def fake_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """moto in-process with fake credentials, so nothing can reach a real AWS account."""
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(key, "testing")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        yield
 
 
 def require_tool(name: str) -> str:

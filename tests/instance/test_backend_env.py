@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from backend.cli import main
 from backend.core.config import Settings
@@ -20,12 +19,8 @@ ORIGINS = "https://app.example.com,https://other.example.com"
 
 
 @pytest.fixture
-def secrets(monkeypatch: pytest.MonkeyPatch) -> Iterator[SecretsManagerClient]:
-    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        monkeypatch.setenv(key, "testing")
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        yield boto3.client("secretsmanager", region_name="us-east-1")
+def secrets(fake_aws: None) -> Iterator[SecretsManagerClient]:
+    yield boto3.client("secretsmanager", region_name="us-east-1")
 
 
 def run(secret_id: str, out: Path) -> int:

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from backend.cli import main
 from backend.instance.heartbeat import (
@@ -32,12 +31,8 @@ INSTANCE = "i-0123456789abcdef0"
 
 
 @pytest.fixture
-def cloudwatch(monkeypatch: pytest.MonkeyPatch) -> Iterator[CloudWatchClient]:
-    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        monkeypatch.setenv(key, "testing")
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        yield boto3.client("cloudwatch", region_name="us-east-1")
+def cloudwatch(fake_aws: None) -> Iterator[CloudWatchClient]:
+    yield boto3.client("cloudwatch", region_name="us-east-1")
 
 
 def maximum(cloudwatch: CloudWatchClient, name: str) -> float | None:
