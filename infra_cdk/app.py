@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +25,19 @@ def cdk_json_context(path: Path = REPO_ROOT / "cdk.json") -> dict[str, Any]:
     return context
 
 
-def build_app(*, outdir: str | None = None, nag: bool = True) -> tuple[cdk.App, CvstackStack]:
-    """The app with cdk.json's context, so `python -m` and `cdk synth` build the same template."""
+def build_app(
+    *,
+    outdir: str | None = None,
+    nag: bool = True,
+    settings: Mapping[str, Any] | None = None,
+) -> tuple[cdk.App, CvstackStack]:
+    """The app with cdk.json's context, so `python -m` and `cdk synth` build the same template.
+
+    `settings` overrides keys of cdk.json's `cvstack` object (tests of other configurations).
+    """
     context = cdk_json_context()
+    if settings:
+        context = {**context, "cvstack": {**context.get("cvstack", {}), **settings}}
     app = cdk.App(context=context, outdir=outdir)
     config = StackConfig.from_context({"cvstack": app.node.try_get_context("cvstack") or {}})
     stack = CvstackStack(

@@ -1,4 +1,4 @@
-"""The GPU instance: hardened, reachable at a stable address, configured through user data."""
+"""The GPU instance: hardened, at a stable address, its settings in SSM read at every boot."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from aws_cdk import Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_route53 as route53
+from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from infra_cdk import permissions
@@ -14,11 +15,35 @@ from infra_cdk.model_store import ModelStore
 from infra_cdk.network import Network
 from infra_cdk.session_secret import SessionSecret
 
-ENV_FILE = "/etc/cvstack/stack.env"
+INSTANCE_ENV_FILE = "/etc/cvstack/instance.env"
+
+
+def settings_parameter_name(stack_name: str) -> str:
+    """The SSM String parameter holding the instance's settings (one per stack)."""
+    return f"/cvstack/{stack_name}/instance-settings"
+
+
+def cloud_config(*, region: str, parameter: str) -> str:
+    """User data: a #cloud-config whose write_files (cloud-init's init stage, before
+    network-online.target) writes only the bootstrap lines that never change after launch."""
+    return "\n".join(
+        [
+            "#cloud-config",
+            "write_files:",
+            f"  - path: {INSTANCE_ENV_FILE}",
+            '    permissions: "0644"',
+            "    owner: root:root",
+            "    content: |",
+            f"      CVSTACK_AWS_REGION={region}",
+            f"      CVSTACK_SETTINGS_PARAMETER={parameter}",
+            "",
+        ]
+    )
 
 
 class GpuInstance(Construct):
-    """`instance`, its `instance_arn`, `role` and `endpoint_host` (domain name or Elastic IP)."""
+    """`instance`, its `instance_arn`, `role`, `settings` parameter and `endpoint_host`
+    (domain name or Elastic IP)."""
 
     def __init__(
         self,
@@ -31,15 +56,14 @@ class GpuInstance(Construct):
         session_secret: SessionSecret,
     ) -> None:
         super().__init__(scope, construct_id)
+        stack = Stack.of(self)
         self.role = iam.Role(
             self,
             "Role",
             assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
-            description="cvstack GPU instance: Session Manager, models, token secret, metrics",
-            managed_policies=[
-                iam.ManagedPolicy.from_aws_managed_policy_name("AmazonSSMManagedInstanceCore")
-            ],
+            description="cvstack GPU instance: Session Manager, settings, models, secret, metrics",
         )
+        self.role.add_to_principal_policy(permissions.session_manager())
         model_store.grant_models_read(self.role)
         session_secret.grant_read(self.role)
         self.role.add_to_principal_policy(permissions.put_metrics())
@@ -48,7 +72,7 @@ class GpuInstance(Construct):
                 iam.PolicyStatement(
                     actions=["bedrock:InvokeModel"],
                     resources=[
-                        Stack.of(self).format_arn(
+                        stack.format_arn(
                             service="bedrock",
                             account="",
                             resource="foundation-model",
@@ -58,33 +82,52 @@ class GpuInstance(Construct):
                     ],
                 )
             )
-        user_data = ec2.UserData.for_linux()
-        user_data.add_commands(
-            "install -d -m 0755 /etc/cvstack",
-            f"cat > {ENV_FILE} <<'CVSTACK_ENV'",
-            f"CVSTACK_MODELS_S3_URI={model_store.models_uri}",
-            f"CVSTACK_SESSION_SECRET_ID={session_secret.secret.secret_arn}",
-            f"CVSTACK_AWS_REGION={Stack.of(self).region}",
-            # Origins for the backend's CVSTACK_ALLOWED_ORIGINS (comma-separated: no quotes for
-            # env-file parsers to mangle; the image turns them into the backend's JSON list)
-            # and the domain nginx gets a Let's Encrypt certificate for (image: systemd/).
-            f"CVSTACK_FRONTEND_ORIGINS={','.join(config.allowed_origins)}",
-            f"CVSTACK_DOMAIN_NAME={config.domain_name}",
-            "CVSTACK_ENV",
+        # Settings that may change after launch live in SSM, read at every boot
+        # (cvstack-settings.service): a changed origin or domain updates only this parameter.
+        self.settings = ssm.StringParameter(
+            self,
+            "Settings",
+            parameter_name=settings_parameter_name(stack.stack_name),
+            description="cvstack instance settings, read at every boot (JSON: env name -> value)",
+            tier=ssm.ParameterTier.STANDARD,
+            string_value=stack.to_json_string(
+                {
+                    "CVSTACK_MODELS_S3_URI": model_store.models_uri,
+                    "CVSTACK_SESSION_SECRET_ID": session_secret.secret.secret_arn,
+                    # Comma-separated: the image turns them into the backend's JSON list.
+                    "CVSTACK_FRONTEND_ORIGINS": ",".join(config.allowed_origins),
+                    "CVSTACK_DOMAIN_NAME": config.domain_name,
+                }
+            ),
+        )
+        self.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["ssm:GetParameter"], resources=[self.settings.parameter_arn]
+            )
         )
         self.instance = ec2.Instance(
             self,
             "Instance",
             vpc=network.vpc,
-            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC),
+            vpc_subnets=ec2.SubnetSelection(
+                subnet_type=ec2.SubnetType.PUBLIC,
+                availability_zones=[config.instance_zone] if config.instance_zone else None,
+            ),
             security_group=network.security_group,
             instance_type=ec2.InstanceType(config.instance_type),
             machine_image=ec2.MachineImage.from_ssm_parameter(config.ami_parameter_name),
             role=self.role,
-            require_imdsv2=True,
+            # IMDSv2 only; 2 hops so containers on a Docker bridge network reach it too.
+            http_endpoint=True,
+            http_tokens=ec2.HttpTokens.REQUIRED,
+            http_put_response_hop_limit=2,
             detailed_monitoring=True,
-            disable_api_termination=True,
-            user_data=user_data,
+            disable_api_termination=config.termination_protection,
+            user_data=ec2.UserData.custom(
+                cloud_config(
+                    region=stack.region, parameter=settings_parameter_name(stack.stack_name)
+                )
+            ),
             block_devices=[
                 ec2.BlockDevice(
                     device_name=config.root_device_name,
@@ -97,6 +140,8 @@ class GpuInstance(Construct):
                 )
             ],
         )
+        # The first boot reads the parameter: it must exist before the instance does.
+        self.instance.node.add_dependency(self.settings)
         self.instance_arn = Stack.of(self).format_arn(
             service="ec2", resource="instance", resource_name=self.instance.instance_id
         )

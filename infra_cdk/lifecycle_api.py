@@ -8,7 +8,10 @@ would require visitors to sign in, which this product does not ask of them.
 
 from __future__ import annotations
 
-from aws_cdk import RemovalPolicy
+import json
+from dataclasses import dataclass
+
+from aws_cdk import RemovalPolicy, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -39,9 +42,15 @@ class LifecycleApi(Construct):
         self.api = apigw.RestApi(
             self,
             "Api",
+            rest_api_name=f"{Stack.of(self).stack_name}-lifecycle",
             description="cvstack lifecycle: start the GPU server and poll its status",
             endpoint_types=[apigw.EndpointType.REGIONAL],
-            cloud_watch_role=False,
+            # The stage's access logs need API Gateway's account-level CloudWatch role
+            # (AWS::ApiGateway::Account, one per account and region): CDK creates the role and
+            # the setting, and orders the stage after it. Retained on `cdk destroy`, so other
+            # APIs in the account keep logging.
+            cloud_watch_role=True,
+            cloud_watch_role_removal_policy=RemovalPolicy.RETAIN,
             api_key_source_type=apigw.ApiKeySourceType.HEADER,
             default_cors_preflight_options=apigw.CorsOptions(
                 allow_origins=list(config.allowed_origins),
@@ -87,3 +96,78 @@ class LifecycleApi(Construct):
         )
         self.usage_plan.add_api_key(self.api_key)
         self.usage_plan.add_api_stage(stage=self.api.deployment_stage)
+        self._add_gateway_responses(config)
+
+    def _add_gateway_responses(self, config: StackConfig) -> None:
+        """API Gateway's own refusals (throttled, quota, bad key, integration failures) in the
+        Lambdas' error shape, with CORS headers, so the page reads them instead of seeing a
+        network error. One origin is named; several are answered by echoing the request's
+        Origin (gateway responses cannot choose among origins; these bodies hold no data)."""
+        if len(config.allowed_origins) == 1:
+            origin = f"'{config.allowed_origins[0]}'"
+        else:
+            origin = "method.request.header.Origin"
+        cors = {
+            "Access-Control-Allow-Origin": origin,
+            "Access-Control-Allow-Headers": "'Content-Type,X-Api-Key'",
+            "Vary": "'Origin'",
+            "Cache-Control": "'no-store'",
+        }
+        for response in gateway_responses(config):
+            headers = dict(cors)
+            if response.retry_after_s is not None:
+                headers["Retry-After"] = f"'{response.retry_after_s}'"
+            self.api.add_gateway_response(
+                response.type.response_type,
+                type=response.type,
+                response_headers=headers,
+                templates={"application/json": response.body()},
+            )
+
+
+@dataclass(frozen=True)
+class GatewayError:
+    """One gateway response: the body's `error` code, message and retry advice."""
+
+    type: apigw.ResponseType
+    error: str
+    message: str
+    retry_after_s: int | None = None
+
+    def body(self) -> str:
+        """The JSON template; a message starting with `$context` is API Gateway's own text."""
+        message = self.message if self.message.startswith("$context") else json.dumps(self.message)
+        retry = "null" if self.retry_after_s is None else str(self.retry_after_s)
+        retryable = "false" if self.retry_after_s is None else "true"
+        return (
+            f'{{"error": "{self.error}", "message": {message}, '
+            f'"retryable": {retryable}, "retry_after_s": {retry}}}'
+        )
+
+
+def gateway_responses(config: StackConfig) -> list[GatewayError]:
+    """The refusals API Gateway answers itself, before any Lambda runs."""
+    own_text = "$context.error.messageString"
+    return [
+        GatewayError(
+            apigw.ResponseType.THROTTLED,
+            "api_throttled",
+            f"the lifecycle API allows {config.api_rate_per_second} requests/s (burst "
+            f"{config.api_burst}); retrying shortly",
+            2,
+        ),
+        GatewayError(
+            apigw.ResponseType.QUOTA_EXCEEDED,
+            "api_quota_exceeded",
+            f"this frontend's {config.api_daily_quota} requests for today are used up; the "
+            "quota resets at 00:00 UTC",
+        ),
+        GatewayError(
+            apigw.ResponseType.INVALID_API_KEY,
+            "api_key_invalid",
+            "the API key is missing or wrong: set the page's apiKey to the value of the "
+            "stack's ApiKeyId output (aws apigateway get-api-key --include-value)",
+        ),
+        GatewayError(apigw.ResponseType.DEFAULT_4_XX, "request_refused", own_text),
+        GatewayError(apigw.ResponseType.DEFAULT_5_XX, "api_unavailable", own_text, 5),
+    ]

@@ -17,13 +17,15 @@ from infra_cdk.config import StackConfig
 from infra_cdk.gpu_instance import GpuInstance
 from infra_cdk.lambda_assets import RUNTIME, lambda_code
 from infra_cdk.session_secret import SessionSecret
+from lambdas.shared.instance import LAST_START_TAG
 
 SESSION_TOKEN_MODULE = "backend/security/session_token.py"
 SCHEDULE_PERIOD = Duration.minutes(1)
 
 
 class LifecycleFunctions(Construct):
-    """`start_server`, `status`, `idle_stop` (with their `roles`) and the `idle_schedule`."""
+    """`start_server`, `status`, `idle_stop` (with their `roles`, by function in
+    `functions`) and the `idle_schedule`."""
 
     def __init__(
         self,
@@ -54,8 +56,8 @@ class LifecycleFunctions(Construct):
             statements=[
                 permissions.describe_instances(),
                 permissions.on_instance(gpu.instance_arn, "ec2:StartInstances"),
+                permissions.tag_last_start(gpu.instance_arn, LAST_START_TAG),
                 permissions.read_metrics(),
-                permissions.put_metrics(),
             ],
             extra_files=[SESSION_TOKEN_MODULE],
         )
@@ -81,6 +83,11 @@ class LifecycleFunctions(Construct):
                 permissions.put_metrics(),
             ],
         )
+        self.functions = {
+            "StartServer": self.start_server,
+            "Status": self.status,
+            "IdleStop": self.idle_stop,
+        }
         self.idle_schedule = events.Rule(
             self,
             "IdleSchedule",

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration
+from collections.abc import Mapping
+
+from aws_cdk import ArnFormat, Duration, Stack
+from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
 from infra_cdk.config import StackConfig
-from lambdas.shared.metrics import ACTIVE_SESSIONS, DIMENSION, INSTANCE_RUNNING, NAMESPACE
+from lambdas.shared.metrics import ACTIVE_SESSIONS, DIMENSION, NAMESPACE
 
 # Published by the instance every minute (docs/infrastructure.md, "Metric contract").
 BACKEND_READY = "BackendReady"
@@ -18,16 +23,51 @@ INFERENCE_LATENCY_MS = "InferenceLatencyMs"
 PIPELINE_FPS = "PipelineFps"
 GPU_UTILIZATION = "GpuUtilization"
 MINUTE = Duration.minutes(1)
+FIVE_MINUTES = Duration.minutes(5)
+# EC2 publishes StatusCheckFailed once a minute while the instance runs, and never while it is
+# stopped, free and whatever the monitoring setting: its SampleCount per minute is "running",
+# measured by AWS itself, so the cost alarms do not depend on the idle_stop Lambda working.
+EC2_RUNNING_METRIC = "StatusCheckFailed"
 
 
 class Monitoring(Construct):
     """`topic`, `dashboard` and the `alarms` by name."""
 
     def __init__(
-        self, scope: Construct, construct_id: str, *, config: StackConfig, instance_id: str
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: StackConfig,
+        instance_id: str,
+        functions: Mapping[str, lambda_.IFunction],
+        idle_stop: lambda_.IFunction,
+        api: apigw.RestApi,
     ) -> None:
         super().__init__(scope, construct_id)
         self.topic = sns.Topic(self, "Alarms", display_name="cvstack alarms", enforce_ssl=True)
+        # enforce_ssl writes a topic policy, which replaces SNS's default one: CloudWatch may
+        # publish only if this policy says so (alarms of this account).
+        stack = Stack.of(self)
+        self.topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowCloudWatchAlarms",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["sns:Publish"],
+                resources=[self.topic.topic_arn],
+                conditions={
+                    "StringEquals": {"aws:SourceAccount": stack.account},
+                    "ArnLike": {
+                        "aws:SourceArn": stack.format_arn(
+                            service="cloudwatch",
+                            resource="alarm",
+                            resource_name="*",
+                            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                        )
+                    },
+                },
+            )
+        )
         if config.alarm_email:
             self.topic.add_subscription(subscriptions.EmailSubscription(config.alarm_email))
 
@@ -40,11 +80,20 @@ class Monitoring(Construct):
                 period=period,
             )
 
-        running, sessions = metric(INSTANCE_RUNNING, "Maximum"), metric(ACTIVE_SESSIONS, "Maximum")
+        def ec2_running(period: Duration) -> cw.Metric:
+            return cw.Metric(
+                namespace="AWS/EC2",
+                metric_name=EC2_RUNNING_METRIC,
+                dimensions_map={"InstanceId": instance_id},
+                statistic="SampleCount",
+                period=period,
+            )
+
+        running, sessions = ec2_running(MINUTE), metric(ACTIVE_SESSIONS, "Maximum")
         latency_p95 = metric(INFERENCE_LATENCY_MS, "p95")
-        gpu_minutes_day = metric(INSTANCE_RUNNING, "Sum", Duration.days(1))
+        gpu_minutes_day = ec2_running(Duration.days(1))
         idle_running = cw.MathExpression(
-            expression="IF(running >= 1 AND FILL(sessions, 0) == 0, 1, 0)",
+            expression="IF(FILL(running, 0) >= 1 AND FILL(sessions, 0) == 0, 1, 0)",
             using_metrics={"running": running, "sessions": sessions},
             label="running with no session",
             period=MINUTE,
@@ -105,6 +154,44 @@ class Monitoring(Construct):
                 treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
             ),
         }
+        for name, function in functions.items():
+            self.alarms[f"{name}Errors"] = function.metric_errors(
+                period=FIVE_MINUTES, statistic="Sum"
+            ).create_alarm(
+                self,
+                f"{name}Errors",
+                alarm_description=f"the {name} Lambda failed (unhandled error); see its log group",
+                threshold=1,
+                evaluation_periods=1,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            )
+        self.alarms["IdleStopNotInvoked"] = idle_stop.metric_invocations(
+            period=FIVE_MINUTES, statistic="Sum"
+        ).create_alarm(
+            self,
+            "IdleStopNotInvoked",
+            alarm_description=(
+                "idle_stop has not run for 10 minutes (schedule disabled or Lambda throttled): "
+                "nothing stops an idle instance"
+            ),
+            threshold=1,
+            comparison_operator=cw.ComparisonOperator.LESS_THAN_THRESHOLD,
+            evaluation_periods=2,
+            treat_missing_data=cw.TreatMissingData.BREACHING,
+        )
+        self.alarms["ApiServerErrors"] = api.metric_server_error(
+            period=FIVE_MINUTES, statistic="Sum"
+        ).create_alarm(
+            self,
+            "ApiServerErrors",
+            alarm_description=(
+                "the lifecycle API answered 5xx at least 3 times in 5 min (no GPU capacity in "
+                "the zone, AWS throttling, a permission error or a failing Lambda)"
+            ),
+            threshold=3,
+            evaluation_periods=1,
+            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+        )
         action = cw_actions.SnsAction(self.topic)
         for alarm in self.alarms.values():
             alarm.add_alarm_action(action)

@@ -20,6 +20,12 @@ NO_RESOURCE_LEVEL = (
     "(ec2:DescribeInstances, cloudwatch:GetMetricStatistics; cloudwatch:PutMetricData is "
     "further limited to the cvstack namespace by a condition)"
 )
+INSTANCE_NO_RESOURCE_LEVEL = (
+    "Resource::* only for cloudwatch:PutMetricData (limited to the cvstack namespace by a "
+    "condition) and Session Manager's documented minimum (ssmmessages channels, which have no "
+    "resource types, and ssm:UpdateInstanceInformation, which could only name the instance "
+    "this role is created before)"
+)
 
 
 def acknowledgments(stack: CvstackStack, config: StackConfig) -> list[tuple[IConstruct, str, str]]:
@@ -29,11 +35,11 @@ def acknowledgments(stack: CvstackStack, config: StackConfig) -> list[tuple[ICon
     bucket = stack.resolve(stack.get_logical_id(bucket_resource))
     found: list[tuple[IConstruct, str, str]] = [
         (
-            stack.gpu.role,
-            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/"
-            "AmazonSSMManagedInstanceCore]",
-            "the AWS-maintained minimum policy for Session Manager (no SSH key, no open port "
-            "22); its ssm/ssmmessages/ec2messages actions do not support resource scoping",
+            api.node.find_child("CloudWatchRole"),
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+            "AmazonAPIGatewayPushToCloudWatchLogs]",
+            "API Gateway's account-level CloudWatch role (AWS::ApiGateway::Account), which the "
+            "stage's access logs require; AWS maintains this policy for exactly that purpose",
         ),
         (
             stack.gpu.role,
@@ -67,12 +73,23 @@ def acknowledgments(stack: CvstackStack, config: StackConfig) -> list[tuple[ICon
         (
             api,
             "AwsSolutions-APIG6",
-            "access logs record every request; execution logging needs an account-wide "
-            "API Gateway CloudWatch role, which this stack must not take over",
+            "access logs record every request; execution logs would go to a log group API "
+            "Gateway creates outside the stack, with no retention and request details",
         ),
     ]
-    for role in (*stack.functions.roles, stack.gpu.role):
+    for role in stack.functions.roles:
         found.append((role, "AwsSolutions-IAM5[Resource::*]", NO_RESOURCE_LEVEL))
+    found.append((stack.gpu.role, "AwsSolutions-IAM5[Resource::*]", INSTANCE_NO_RESOURCE_LEVEL))
+    if not config.termination_protection:
+        found.append(
+            (
+                stack.gpu.instance,
+                "AwsSolutions-EC29",
+                "termination protection is off by default so that `cdk destroy` works; the "
+                "instance holds no data of its own (models come from S3, settings from SSM); "
+                "set terminationProtection in cdk.json to turn it on",
+            )
+        )
     if config.open_to_world:
         found.append(
             (

@@ -12,10 +12,18 @@ from constructs import Construct
 
 
 class Network(Construct):
-    """`vpc` and `security_group` (443 and 80 open only to `allowed_cidrs`)."""
+    """`vpc` and `security_group` (443 and 80 open only to `allowed_cidrs`).
+
+    The public subnets lie in `availability_zones`, or in the region's first two when empty.
+    """
 
     def __init__(
-        self, scope: Construct, construct_id: str, *, allowed_cidrs: Sequence[str]
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        allowed_cidrs: Sequence[str],
+        availability_zones: Sequence[str] = (),
     ) -> None:
         super().__init__(scope, construct_id)
         # The default security group is left as AWS creates it: nothing here uses it, and
@@ -24,7 +32,8 @@ class Network(Construct):
             self,
             "Vpc",
             ip_addresses=ec2.IpAddresses.cidr("10.40.0.0/16"),
-            max_azs=2,
+            availability_zones=list(availability_zones) or None,
+            max_azs=None if availability_zones else 2,
             nat_gateways=0,
             restrict_default_security_group=False,
             subnet_configuration=[

@@ -29,3 +29,29 @@ def describe_instances() -> iam.PolicyStatement:
 def on_instance(instance_arn: str, *actions: str) -> iam.PolicyStatement:
     """`actions` on the one GPU instance."""
     return iam.PolicyStatement(actions=list(actions), resources=[instance_arn])
+
+
+def session_manager() -> iam.PolicyStatement:
+    """What the SSM Agent needs for Session Manager shells, and nothing more (AWS's documented
+    minimum; AmazonSSMManagedInstanceCore would also allow ssm:GetParameter on every
+    parameter). ssmmessages has no resource types; UpdateInstanceInformation is left at "*"
+    because naming the instance here would make the role depend on the instance it serves."""
+    return iam.PolicyStatement(
+        actions=[
+            "ssm:UpdateInstanceInformation",
+            "ssmmessages:CreateControlChannel",
+            "ssmmessages:CreateDataChannel",
+            "ssmmessages:OpenControlChannel",
+            "ssmmessages:OpenDataChannel",
+        ],
+        resources=["*"],
+    )
+
+
+def tag_last_start(instance_arn: str, tag_key: str) -> iam.PolicyStatement:
+    """ec2:CreateTags on the one instance, for the one tag key."""
+    return iam.PolicyStatement(
+        actions=["ec2:CreateTags"],
+        resources=[instance_arn],
+        conditions={"ForAllValues:StringEquals": {"aws:TagKeys": [tag_key]}},
+    )

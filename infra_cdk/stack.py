@@ -24,11 +24,14 @@ class CvstackStack(Stack):
         self, scope: Construct, construct_id: str, *, config: StackConfig, **kwargs: Any
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        self.network = Network(self, "Network", allowed_cidrs=config.allowed_cidrs)
-        self.model_store = ModelStore(self, "ModelStore")
-        self.session_secret = SessionSecret(
-            self, "SessionSecret", secret_name=config.session_secret_name
+        self.network = Network(
+            self,
+            "Network",
+            allowed_cidrs=config.allowed_cidrs,
+            availability_zones=config.availability_zones,
         )
+        self.model_store = ModelStore(self, "ModelStore")
+        self.session_secret = SessionSecret(self, "SessionSecret")
         self.gpu = GpuInstance(
             self,
             "Gpu",
@@ -48,7 +51,13 @@ class CvstackStack(Stack):
             status=self.functions.status,
         )
         self.monitoring = Monitoring(
-            self, "Monitoring", config=config, instance_id=self.gpu.instance.instance_id
+            self,
+            "Monitoring",
+            config=config,
+            instance_id=self.gpu.instance.instance_id,
+            functions=self.functions.functions,
+            idle_stop=self.functions.idle_stop,
+            api=self.api.api,
         )
         Tags.of(self).add("project", "cvstack")
         for name, value in (
@@ -58,6 +67,7 @@ class CvstackStack(Stack):
             ("Endpoint", self.gpu.endpoint_host),
             ("ModelBucket", self.model_store.bucket.bucket_name),
             ("SessionSecretArn", self.session_secret.secret.secret_arn),
+            ("SettingsParameter", self.gpu.settings.parameter_name),
             ("DashboardName", self.monitoring.dashboard.dashboard_name),
         ):
             CfnOutput(self, name, value=value)

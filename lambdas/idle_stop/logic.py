@@ -7,16 +7,10 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from lambdas.idle_stop.policy import IdlePolicy
+from lambdas.idle_stop.policy import Activity, IdlePolicy
 from lambdas.shared.aws_errors import aws_call_error
 from lambdas.shared.instance import describe_instance
-from lambdas.shared.metrics import (
-    ACTIVE_SESSIONS,
-    INSTANCE_RUNNING,
-    START_REQUESTS,
-    minute_values,
-    put_count,
-)
+from lambdas.shared.metrics import ACTIVE_SESSIONS, INSTANCE_RUNNING, minute_values, put_count
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudwatch import CloudWatchClient
@@ -39,34 +33,41 @@ def check_idle(
     put_count(cloudwatch, instance_id, INSTANCE_RUNNING, 1 if running else 0)
     if not running:
         return {"state": info.state, "action": "none", "reason": "not_running"}
-    last_activity = last_activity_at(
-        cloudwatch, instance_id, now - timedelta(minutes=policy.idle_minutes) - 2 * MINUTE, now
-    )
-    decision = policy.decide(now=now, launched_at=info.launched_at, last_activity_at=last_activity)
+    window_start = now - timedelta(minutes=policy.idle_minutes + policy.metric_lag_minutes) - MINUTE
+    activity = session_activity(cloudwatch, instance_id, window_start, now)
+    if info.last_start_at is not None:
+        activity = activity.with_start(info.last_start_at)
+    decision = policy.decide(now=now, launched_at=info.launched_at, activity=activity)
     report: dict[str, object] = {
         "state": info.state,
         "action": "stop" if decision.stop else "none",
         "reason": decision.reason,
         "idle_s": round(decision.idle_s),
-        "last_activity_at": last_activity.isoformat() if last_activity else None,
+        "last_activity_at": _iso(activity.last_active_at),
+        "observed_until": _iso(activity.observed_until),
     }
     if decision.stop:
         _stop(ec2, instance_id)
     return report
 
 
-def last_activity_at(
+def session_activity(
     cloudwatch: CloudWatchClient, instance_id: str, start: datetime, end: datetime
-) -> datetime | None:
-    """The end of the latest minute with an open session or a /start call, if any."""
+) -> Activity:
+    """What the heartbeat's `ActiveSessions` datapoints show: the end of the latest minute
+    with an open session, and the start of the latest minute published at all."""
     sessions = minute_values(
         cloudwatch, instance_id, ACTIVE_SESSIONS, statistic="Maximum", start=start, end=end
     )
-    starts = minute_values(
-        cloudwatch, instance_id, START_REQUESTS, statistic="Sum", start=start, end=end
+    active = [t for t, v in sessions.items() if v > 0]
+    return Activity(
+        last_active_at=max(active) + MINUTE if active else None,
+        observed_until=max(sessions) if sessions else None,
     )
-    active = [t for t, v in (*sessions.items(), *starts.items()) if v > 0]
-    return max(active) + MINUTE if active else None
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
 
 
 def _stop(ec2: EC2Client, instance_id: str) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -14,6 +14,9 @@ if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
 
 GONE_STATES = frozenset({"terminated", "shutting-down"})
+# Instance tag start_server writes on every /start (ISO 8601, UTC) and idle_stop reads back:
+# EC2 tags are read-after-write consistent, unlike CloudWatch datapoints (1-3 min late).
+LAST_START_TAG = "cvstack:last-start"
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,7 @@ class InstanceInfo:
     instance_id: str
     state: str
     launched_at: datetime
+    last_start_at: datetime | None = None
 
 
 def describe_instance(ec2: EC2Client, instance_id: str) -> InstanceInfo:
@@ -44,4 +48,27 @@ def describe_instance(ec2: EC2Client, instance_id: str) -> InstanceInfo:
             "instance_missing",
             f"the GPU instance {instance_id} is {state}; redeploy the CDK stack to replace it",
         )
-    return InstanceInfo(instance_id, state, instance["LaunchTime"])
+    tags = {t.get("Key"): t.get("Value", "") for t in instance.get("Tags", [])}
+    return InstanceInfo(
+        instance_id, state, instance["LaunchTime"], _parse_time(tags.get(LAST_START_TAG))
+    )
+
+
+def record_start(ec2: EC2Client, instance_id: str, now: datetime) -> None:
+    """Write the /start time on the instance's `LAST_START_TAG` (strongly consistent)."""
+    try:
+        ec2.create_tags(
+            Resources=[instance_id],
+            Tags=[{"Key": LAST_START_TAG, "Value": now.astimezone(UTC).isoformat()}],
+        )
+    except (ClientError, BotoCoreError) as error:
+        raise aws_call_error(error, "ec2:CreateTags") from error
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    """A tag's ISO 8601 time; None when absent or not a time (a hand-edited tag)."""
+    try:
+        parsed = datetime.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+    return parsed if parsed is None or parsed.tzinfo else parsed.replace(tzinfo=UTC)

@@ -18,8 +18,6 @@ DIMENSION = "InstanceId"
 ACTIVE_SESSIONS = "ActiveSessions"
 # Published by idle_stop every minute: 1 while the instance is running, else 0.
 INSTANCE_RUNNING = "InstanceRunning"
-# Published by start_server on every /start call that leaves the instance up: activity.
-START_REQUESTS = "StartRequests"
 
 
 def put_count(cloudwatch: CloudWatchClient, instance_id: str, name: str, value: float) -> None:
@@ -50,7 +48,7 @@ def minute_values(
     end: datetime,
     period_s: int = 60,
 ) -> dict[datetime, float]:
-    """`statistic` of `name` per `period_s` bucket between `start` and `end`."""
+    """`statistic` of `name` per `period_s` bucket (keyed by its start) from `start` to `end`."""
     try:
         points = cloudwatch.get_metric_statistics(
             Namespace=NAMESPACE,

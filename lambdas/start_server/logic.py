@@ -11,8 +11,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from backend.security.session_token import issue_token
 from lambdas.shared.api_response import ApiAnswer
 from lambdas.shared.aws_errors import AwsCallError, aws_call_error
-from lambdas.shared.instance import describe_instance
-from lambdas.shared.metrics import INSTANCE_RUNNING, START_REQUESTS, minute_values, put_count
+from lambdas.shared.instance import describe_instance, record_start
+from lambdas.shared.metrics import INSTANCE_RUNNING, minute_values
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudwatch import CloudWatchClient
@@ -40,7 +40,11 @@ def start_server(
     secret: str,
     now: datetime,
 ) -> ApiAnswer:
-    """Start the instance if stopped (budget permitting); report it if up; never start twice."""
+    """Start the instance if stopped (budget permitting); report it if up; never start twice.
+
+    Every /start that leaves the instance up is recorded on the instance's last-start tag
+    first, which idle_stop reads back at once: a start just before the idle limit keeps it up.
+    """
     info = describe_instance(ec2, config.instance_id)
     if info.state == "stopping":
         return ApiAnswer(
@@ -59,10 +63,12 @@ def start_server(
         used_h = gpu_hours_today(cloudwatch, config.instance_id, now)
         if used_h >= config.daily_budget_gpu_hours:
             return _budget_refusal(used_h, config.daily_budget_gpu_hours, now)
+        record_start(ec2, config.instance_id, now)
         state, uptime_s = _start(ec2, config.instance_id), 0.0
-    elif state not in {"pending", "running"}:
+    elif state in {"pending", "running"}:
+        record_start(ec2, config.instance_id, now)
+    else:
         raise AwsCallError("unexpected_state", f"the instance is in an unknown state {state!r}")
-    put_count(cloudwatch, config.instance_id, START_REQUESTS, 1)
     token = issue_token(secret, now=now.timestamp(), ttl_s=config.token_ttl_s)
     return ApiAnswer(
         200,

@@ -30,9 +30,23 @@ class Synthesized:
         return self.template.to_json()["Resources"]  # type: ignore[no-any-return]
 
 
-@pytest.fixture(scope="session")
-def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
-    outdir = tmp_path_factory.mktemp("cdk.out")
-    app, stack = build_app(outdir=str(outdir), nag=False)
+def synthesize(outdir: Path, **settings: Any) -> Synthesized:
+    """Synthesize with cdk.json's settings, `settings` (camelCase keys) overriding them."""
+    app, stack = build_app(outdir=str(outdir), nag=False, settings=settings)
     app.synth()
     return Synthesized(stack, Template.from_stack(stack), outdir)
+
+
+@pytest.fixture(scope="session")
+def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    return synthesize(tmp_path_factory.mktemp("cdk.out"))
+
+
+@pytest.fixture(scope="session")
+def resynthesized(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    """The stack after an operator changed the settings that may change after launch."""
+    return synthesize(
+        tmp_path_factory.mktemp("cdk.out-changed"),
+        allowedOrigins=["https://new.example.org", "http://localhost:5173"],
+        domainName="gpu.example.org",
+    )

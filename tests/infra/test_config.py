@@ -25,6 +25,23 @@ def test_cdk_json_lists_every_setting_with_the_coded_default() -> None:
         ({"allowedCidrs": ["10.0.0.300/32"]}, "bad CIDR '10.0.0.300/32'"),
         ({"hostedZoneId": "Z123"}, "set all or none"),
         ({"instanceTyp": "g5.xlarge"}, "unknown cdk.json context keys cvstack.['instanceTyp']"),
+        (
+            {"sessionSecretName": "cvstack/session-token-secret"},
+            "cvstack.sessionSecretName was removed: the session secret's name is now generated",
+        ),
+        ({"terminationProtection": 1}, "cvstack.terminationProtection must be like False"),
+        ({"idleMinutes": True}, "cvstack.idleMinutes must be like 15"),
+        ({"availabilityZone": "euw1-az1"}, "are not availability zone names"),
+        (
+            {"availabilityZone": "eu-west-1c"},
+            "cvstack.availabilityZone 'eu-west-1c' is not in the VPC's zones "
+            "cvstack.availabilityZones []",
+        ),
+        (
+            {"availabilityZones": ["eu-west-1a", "eu-west-1b"], "availabilityZone": "eu-west-1c"},
+            "is not in the VPC's zones cvstack.availabilityZones ['eu-west-1a', 'eu-west-1b']",
+        ),
+        ({"availabilityZones": ["eu-west-1a", "eu-west-1a"]}, "lists a zone twice"),
     ],
 )
 def test_bad_settings_are_refused_with_the_key(settings: dict[str, Any], message: str) -> None:
@@ -36,3 +53,17 @@ def test_bad_settings_are_refused_with_the_key(settings: dict[str, Any], message
 def test_open_to_world() -> None:
     assert StackConfig().open_to_world
     assert not StackConfig(allowed_cidrs=("203.0.113.0/24",)).open_to_world
+
+
+def test_zone_and_termination_protection_settings() -> None:
+    assert StackConfig().instance_zone is None
+    assert not StackConfig().termination_protection
+    config = StackConfig.from_context(
+        {
+            "cvstack": {
+                "availabilityZones": ["us-west-2-lax-1a", "us-west-2b"],
+                "terminationProtection": True,
+            }
+        }
+    )
+    assert (config.instance_zone, config.termination_protection) == ("us-west-2-lax-1a", True)

@@ -29,6 +29,7 @@ def test_aws_solutions_has_no_unacknowledged_findings(
     rules = {s["ruleName"].split("[")[0] for s in suppressed}
     assert rules == {
         "AwsSolutions-EC23",
+        "AwsSolutions-EC29",
         "AwsSolutions-SMG4",
         "AwsSolutions-IAM4",
         "AwsSolutions-IAM5",

@@ -19,7 +19,13 @@ UNSCOPABLE_ACTIONS = {
     "ec2:DescribeInstances",
     "cloudwatch:GetMetricStatistics",
     "cloudwatch:PutMetricData",
+    "ssmmessages:CreateControlChannel",
+    "ssmmessages:CreateDataChannel",
+    "ssmmessages:OpenControlChannel",
+    "ssmmessages:OpenDataChannel",
+    "ssm:UpdateInstanceInformation",
 }
+SESSION_MANAGER = {a for a in UNSCOPABLE_ACTIONS if a.startswith("ssm")}
 
 
 def of_type(synthesized: Synthesized, kind: str) -> dict[str, Any]:
@@ -62,7 +68,6 @@ def test_gpu_instance_is_hardened(synthesized: Synthesized) -> None:
         {
             "InstanceType": "g4dn.xlarge",
             "Monitoring": True,
-            "DisableApiTermination": True,
             "KeyName": Match.absent(),
             "BlockDeviceMappings": [
                 {
@@ -77,26 +82,23 @@ def test_gpu_instance_is_hardened(synthesized: Synthesized) -> None:
         "*",
         {"Type": "AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>", "Default": "/cvstack/ami-id"},
     )
-    template.has_resource_properties(
-        "AWS::EC2::LaunchTemplate",
-        {"LaunchTemplateData": {"MetadataOptions": {"HttpTokens": "required"}}},
-    )
     template.resource_count_is("AWS::EC2::EIPAssociation", 1)
-    template.has_resource_properties(
-        "AWS::IAM::Role",
+    # Session Manager through its minimal inline statement, not AmazonSSMManagedInstanceCore
+    # (which would also allow ssm:GetParameter on every parameter).
+    assert "AmazonSSMManagedInstanceCore" not in json.dumps(synthesized.resources)
+
+
+def test_imds_is_v2_only_with_two_hops_for_containers(synthesized: Synthesized) -> None:
+    """A container on a Docker bridge network is one hop further than the host: with the
+    default hop limit of 1 its IMDSv2 token answer is dropped and it gets no credentials."""
+    synthesized.template.has_resource_properties(
+        "AWS::EC2::Instance",
         {
-            "ManagedPolicyArns": [
-                {
-                    "Fn::Join": [
-                        "",
-                        [
-                            "arn:",
-                            {"Ref": "AWS::Partition"},
-                            Match.string_like_regexp("AmazonSSMManagedInstanceCore"),
-                        ],
-                    ]
-                }
-            ]
+            "MetadataOptions": {
+                "HttpEndpoint": "enabled",
+                "HttpTokens": "required",
+                "HttpPutResponseHopLimit": 2,
+            }
         },
     )
 
@@ -132,6 +134,8 @@ def test_instance_reads_only_the_models_prefix_and_its_secret(synthesized: Synth
         "s3:ListBucket",
         "secretsmanager:GetSecretValue",
         "cloudwatch:PutMetricData",
+        "ssm:GetParameter",
+        *SESSION_MANAGER,
     }
     assert by_action["s3:GetObject"]["Resource"]["Fn::Join"][1][1] == "/models/*"
     assert by_action["s3:ListBucket"]["Condition"] == {"StringLike": {"s3:prefix": ["models/*"]}}
@@ -143,10 +147,11 @@ def test_instance_reads_only_the_models_prefix_and_its_secret(synthesized: Synth
 
 def test_lambdas_may_start_and_stop_only_the_gpu_instance(synthesized: Synthesized) -> None:
     expected = {
-        "LifecycleStartServerRole": "ec2:StartInstances",
-        "LifecycleIdleStopRole": "ec2:StopInstances",
+        ("LifecycleStartServerRole", "ec2:StartInstances"),
+        ("LifecycleStartServerRole", "ec2:CreateTags"),
+        ("LifecycleIdleStopRole", "ec2:StopInstances"),
     }
-    for role, action in expected.items():
+    for role, action in expected:
         scoped = [s for s in statements(synthesized, role) if action in actions(s)]
         assert len(scoped) == 1
         arn = json.dumps(scoped[0]["Resource"])
@@ -237,8 +242,8 @@ def test_api_has_key_usage_plan_cors_and_access_logs(synthesized: Synthesized) -
     template.has_resource_properties(
         "AWS::ApiGateway::UsagePlan",
         {
-            "Throttle": {"RateLimit": 2, "BurstLimit": 5},
-            "Quota": {"Limit": 2000, "Period": "DAY"},
+            "Throttle": {"RateLimit": 10, "BurstLimit": 20},
+            "Quota": {"Limit": 50000, "Period": "DAY"},
         },
     )
     template.has_resource_properties(
@@ -249,14 +254,10 @@ def test_api_has_key_usage_plan_cors_and_access_logs(synthesized: Synthesized) -
 
 def test_monitoring_alarms_page_the_topic(synthesized: Synthesized) -> None:
     alarms = of_type(synthesized, "AWS::CloudWatch::Alarm")
-    assert len(alarms) == 5
+    assert len(alarms) == 10
     for alarm in alarms.values():
         (action,) = alarm["Properties"]["AlarmActions"]
         assert action["Ref"].startswith("MonitoringAlarms")
-    budget = next(
-        a for a in alarms.values() if a["Properties"].get("MetricName") == "InstanceRunning"
-    )
-    assert (budget["Properties"]["Period"], budget["Properties"]["Threshold"]) == (86400, 240)
     synthesized.template.resource_count_is("AWS::CloudWatch::Dashboard", 1)
     synthesized.template.has_resource_properties(
         "AWS::SNS::TopicPolicy",

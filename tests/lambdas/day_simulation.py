@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from lambdas.idle_stop.policy import IdlePolicy
+from lambdas.idle_stop.policy import Activity, IdlePolicy
 
 DAY_START = datetime(2026, 11, 26, tzinfo=UTC)
 MINUTES_PER_DAY = 24 * 60
@@ -33,10 +33,11 @@ class DayResult:
 def simulate_day(
     visits: list[Visit], policy: IdlePolicy, *, period_min: int = 1, metric_lag_min: int = 1
 ) -> DayResult:
-    """Run idle_stop every `period_min`; it sees activity `metric_lag_min` late, as in CloudWatch.
+    """Run idle_stop every `period_min`; it sees the heartbeat `metric_lag_min` late, as in
+    CloudWatch, and the /start calls at once (the instance tag).
 
     A /start on a stopped instance starts it (billed from then); sessions count as activity,
-    and so does the /start call itself.
+    and so does the /start call itself. The heartbeat publishes every minute while running.
     """
     start_calls = {v.start_minute for v in visits}
     active = {m for v in visits for begin, end in v.sessions for m in range(begin, end)}
@@ -44,20 +45,27 @@ def simulate_day(
     running_minutes: set[int] = set()
     starts = 0
     last_activity: int | None = None
+    last_start: int | None = None
     for minute in range(MINUTES_PER_DAY):
-        if minute in start_calls and running_since is None:
-            running_since, starts = minute, starts + 1
+        if minute in start_calls:
+            last_start = minute
+            if running_since is None:
+                running_since, starts = minute, starts + 1
         if running_since is not None:
             running_minutes.add(minute)
         visible = minute - metric_lag_min
-        if visible in active or visible in start_calls:
+        if visible in active:
             last_activity = visible + 1
         now = minute + 1
         if running_since is not None and now % period_min == 0:
+            activity = Activity(
+                _at(last_activity) if last_activity is not None else None,
+                _at(visible) if visible >= running_since else None,
+            )
+            if last_start is not None:
+                activity = activity.with_start(_at(last_start))
             decision = policy.decide(
-                now=_at(now),
-                launched_at=_at(running_since),
-                last_activity_at=_at(last_activity) if last_activity is not None else None,
+                now=_at(now), launched_at=_at(running_since), activity=activity
             )
             if decision.stop:
                 running_since = None

@@ -13,7 +13,8 @@ from botocore.stub import Stubber
 
 from backend.security.session_token import TokenError, verify_token
 from lambdas.shared.aws_errors import AwsCallError
-from lambdas.shared.metrics import DIMENSION, INSTANCE_RUNNING, NAMESPACE, START_REQUESTS
+from lambdas.shared.instance import LAST_START_TAG
+from lambdas.shared.metrics import DIMENSION, INSTANCE_RUNNING, NAMESPACE
 from lambdas.start_server.logic import StartConfig, gpu_hours_today, start_server
 from tests.lambdas.conftest import REGION
 
@@ -73,8 +74,14 @@ def test_stopped_instance_is_started_and_a_valid_token_returned(instance_id: str
     claims = verify_token(str(outcome.body["token"]), SECRET, now=now.timestamp())
     assert claims.expires_at == outcome.body["token_expires_at"] == int(now.timestamp()) + 900
     assert state_of(instance_id) == "running"
-    metrics = cloudwatch.list_metrics(Namespace=NAMESPACE, MetricName=START_REQUESTS)["Metrics"]
-    assert metrics[0]["Dimensions"] == [{"Name": DIMENSION, "Value": instance_id}]
+    assert last_start_tag(instance_id) == now.isoformat()
+
+
+def last_start_tag(instance_id: str) -> str | None:
+    ec2, _ = clients()
+    instance = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
+    tags = {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
+    return tags.get(LAST_START_TAG)
 
 
 def test_token_expires_after_its_ttl_and_fails_under_another_secret(instance_id: str) -> None:
@@ -107,6 +114,7 @@ def test_running_instance_is_reported_not_started_again(instance_id: str) -> Non
         assert (outcome.status_code, outcome.body["state"]) == (200, "running")
         assert outcome.body["estimated_wait_s"] == 70
     assert state_of(instance_id) == "running"
+    assert last_start_tag(instance_id) == (launched + timedelta(seconds=50)).isoformat()
 
 
 def test_terminated_instance_is_a_clear_error(instance_id: str) -> None:
@@ -171,6 +179,7 @@ def test_pending_instance_reports_the_remaining_boot_estimate(
     stubber.add_response(
         "describe_instances", describe_answer("pending", now - timedelta(seconds=30))
     )
+    stubber.add_response("create_tags", {})
     outcome = start_server(ec2, clients()[1], config(INSTANCE), secret=SECRET, now=now)
     assert (outcome.status_code, outcome.body["state"], outcome.body["estimated_wait_s"]) == (
         200,
@@ -205,6 +214,7 @@ def test_start_errors_are_clear_and_say_whether_to_retry(
     ec2, stubber = stubbed_ec2
     now = datetime.now(UTC)
     stubber.add_response("describe_instances", describe_answer("stopped", now))
+    stubber.add_response("create_tags", {})
     stubber.add_client_error("start_instances", code, f"{code} from AWS")
     with pytest.raises(AwsCallError) as error:
         start_server(ec2, clients()[1], config(INSTANCE), secret=SECRET, now=now)
@@ -219,3 +229,15 @@ def test_throttled_describe_is_retryable(stubbed_ec2: tuple[Any, Stubber]) -> No
         start_server(ec2, clients()[1], config(INSTANCE), secret=SECRET, now=datetime.now(UTC))
     assert (error.value.code, error.value.retry_after_s) == ("aws_throttled", 5)
     assert "ec2:DescribeInstances" in error.value.message
+
+
+def test_a_start_that_cannot_be_recorded_is_refused(stubbed_ec2: tuple[Any, Stubber]) -> None:
+    """Without the last-start tag idle_stop could stop the instance a minute later."""
+    ec2, stubber = stubbed_ec2
+    now = datetime.now(UTC)
+    stubber.add_response("describe_instances", describe_answer("running", now))
+    stubber.add_client_error("create_tags", "UnauthorizedOperation", "not allowed")
+    with pytest.raises(AwsCallError) as error:
+        start_server(ec2, clients()[1], config(INSTANCE), secret=SECRET, now=now)
+    assert error.value.code == "permission_denied"
+    assert "ec2:CreateTags" in error.value.message
