@@ -1,6 +1,7 @@
 # The cvstack GPU instance image, baked with Packer (amazon-ebs).
 #
 #   cd ami && packer init . && packer build -var region=eu-west-1 .
+#   packer build -var region=eu-west-1 -var subnet_id=subnet-0abc... .   # no default VPC
 #
 # Builds from the committed tree (git archive HEAD), runs ami/provision.sh on a g4dn so the
 # driver, the NVIDIA container runtime and the Triton image are checked on a real GPU, then
@@ -33,6 +34,27 @@ variable "ami_parameter_name" {
   description = "SSM parameter the CDK stack reads the AMI id from (cdk.json amiParameterName)"
 }
 
+# The build instance's network. Empty: the region's default VPC and one of its subnets, as
+# Packer does by default. Accounts without a default VPC (AWS Organizations often delete it)
+# pass a subnet with a route to the internet (the bake pulls images and packages), and its VPC.
+variable "vpc_id" {
+  type        = string
+  default     = ""
+  description = "VPC of the build instance; empty: the default VPC (or the subnet's VPC)"
+}
+
+variable "subnet_id" {
+  type        = string
+  default     = ""
+  description = "subnet of the build instance; required when the region has no default VPC"
+}
+
+variable "associate_public_ip_address" {
+  type        = bool
+  default     = true
+  description = "give the build instance a public IP: Packer connects over SSH from this machine"
+}
+
 variable "root_volume_gib" {
   type        = number
   default     = 100
@@ -50,6 +72,10 @@ source "amazon-ebs" "cvstack" {
   instance_type = var.instance_type
   ami_name      = "cvstack-${local.timestamp}"
   ssh_username  = "ubuntu"
+  # null leaves the choice to Packer (the default VPC); a subnet alone implies its VPC.
+  vpc_id                      = var.vpc_id == "" ? null : var.vpc_id
+  subnet_id                   = var.subnet_id == "" ? null : var.subnet_id
+  associate_public_ip_address = var.associate_public_ip_address
   # A temporary key pair and security group, open to this machine's address only.
   temporary_security_group_source_public_ip = true
 

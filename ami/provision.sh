@@ -14,6 +14,9 @@ SOURCE="${CVSTACK_SOURCE:?set CVSTACK_SOURCE to the source tarball (git archive 
 PREFIX=/opt/cvstack
 STATE=/var/lib/cvstack
 BACKEND_UID=10001
+# cloud-init and unattended-upgrades hold the apt/dpkg locks for a while after a fresh boot.
+CLOUD_INIT_TIMEOUT_S="${CVSTACK_CLOUD_INIT_TIMEOUT_S:-900}"
+APT_LOCK_TIMEOUT_S="${CVSTACK_APT_LOCK_TIMEOUT_S:-600}"
 export DEBIAN_FRONTEND=noninteractive
 
 step() { echo "==> provision: $*"; }
@@ -23,19 +26,37 @@ trap 'echo "provision: FAILED at line $LINENO: $BASH_COMMAND" >&2' ERR
 command -v nvidia-smi >/dev/null \
   || { echo "provision: no NVIDIA driver (nvidia-smi); bake from a GPU base image on a GPU instance" >&2; exit 1; }
 
+apt_get() {  # waits for a lock held by someone else instead of failing on it
+  apt-get -o "DPkg::Lock::Timeout=$APT_LOCK_TIMEOUT_S" "$@"
+}
+
 apt_install() {  # installs only the packages that are missing
   local missing=()
   for package in "$@"; do
     dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
   done
   if ((${#missing[@]})); then
-    apt-get update -q
-    apt-get install -y -q --no-install-recommends "${missing[@]}"
+    apt_get update -q
+    apt_get install -y -q --no-install-recommends "${missing[@]}"
   fi
 }
 
-step "host packages: nginx, certbot, curl, ca-certificates, gnupg"
-apt_install nginx certbot curl ca-certificates gnupg openssl
+step "wait for cloud-init to finish the first boot (it runs apt itself)"
+if command -v cloud-init >/dev/null; then
+  cloud_init_rc=0
+  timeout "$CLOUD_INIT_TIMEOUT_S" cloud-init status --wait >/dev/null || cloud_init_rc=$?
+  case "$cloud_init_rc" in
+    0) ;;
+    124) echo "provision: cloud-init still running after ${CLOUD_INIT_TIMEOUT_S}s" >&2; exit 1 ;;
+    # 1: an error, 2: recoverable errors (cloud-init >= 23.4): the base image's business, not
+    # the bake's; shown, then on.
+    *) echo "provision: warning: cloud-init finished with status $cloud_init_rc:" >&2
+       cloud-init status --long >&2 || true ;;
+  esac
+fi
+
+step "host packages: nginx, certbot, curl, ca-certificates, gnupg, openssl, python3"
+apt_install nginx certbot curl ca-certificates gnupg openssl python3
 
 step "Docker engine and the compose plugin"
 if ! command -v docker >/dev/null; then
@@ -75,10 +96,16 @@ docker pull --quiet "$PROMETHEUS_IMAGE"
 docker image inspect --format '{{index .RepoDigests 0}}' "$TRITON_IMAGE" "$PROMETHEUS_IMAGE" \
   >"$PREFIX/ami/image-digests.txt"
 
+[[ "$TRITON_FLAVOUR" == gpu ]] \
+  || { echo "provision: the image is baked for TRITON_FLAVOUR=gpu, not '$TRITON_FLAVOUR'" >&2; exit 1; }
+
 step "the Triton image has what the boot needs: the GPU, trtexec, python3"
 docker run --rm --gpus all "$TRITON_IMAGE" nvidia-smi --query-gpu=name --format=csv,noheader
 docker run --rm "$TRITON_IMAGE" test -x /usr/src/tensorrt/bin/trtexec
 docker run --rm "$TRITON_IMAGE" python3 -c 'import urllib.request'
+
+step "Triton on this GPU: a TensorRT plan for a tiny ONNX model, served, one inference"
+"$PREFIX/ami/scripts/gpu-smoke.sh" "$TRITON_IMAGE"
 
 step "backend image $BACKEND_IMAGE"
 docker build --quiet -f "$PREFIX/backend/Dockerfile" -t "$BACKEND_IMAGE" "$PREFIX"
@@ -102,11 +129,12 @@ rm -rf /etc/cvstack/tls
 step "systemd units"
 install -m 0644 "$PREFIX"/systemd/*.service "$PREFIX"/systemd/*.timer /etc/systemd/system/
 systemctl daemon-reload
-systemctl enable nginx.service cvstack-tls.service cvstack-certbot.service \
-  cvstack-model-sync.service cvstack-backend-env.service cvstack-engines.service \
+systemctl enable nginx.service cvstack-settings.service cvstack-tls.service \
+  cvstack-certbot.service cvstack-model-sync.service cvstack-backend-env.service cvstack-engines.service \
   cvstack-stack.service cvstack-heartbeat.timer
-# Nothing instance-specific in the image: the stack's settings come from user data at first boot.
-rm -f /etc/cvstack/stack.env
+# Nothing instance-specific in the image: user data writes instance.env at first boot and
+# cvstack-settings reads the rest from SSM at every boot.
+rm -f /etc/cvstack/instance.env /etc/cvstack/aws.env /etc/cvstack/stack.env
 apt-get clean
 
 step "done: image ready; the CDK stack reads its id from SSM after the bake"

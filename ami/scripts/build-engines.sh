@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Build the TensorRT plans of the gpu model repository; runs inside the pinned Triton image,
-# which has trtexec and sees the GPU (systemd/cvstack-engines.service).
+# which has trtexec and sees the GPU (ami/scripts/engines.sh, systemd/cvstack-engines.service).
 #
 #   build-engines.sh REPOSITORY CACHE
 #
-# REPOSITORY/engine-jobs.txt (written by `cvstack instance gpu-repository`) has one line per
-# model: `<model> <plan id> <trtexec flags...>`; the plan id hashes the ONNX and the flags.
+# REPOSITORY/engine-jobs.txt (written by `cvstack instance repository --flavour gpu`) has one
+# line per model: `<model> <plan id> <trtexec flags...>`; the plan id hashes the ONNX and the
+# flags.
 # A plan only runs on the GPU model and TensorRT version it was built with, so plans live in
 # CACHE/<GPU model>/trt-<TensorRT version>/<plan id>.plan on the root volume: the first boot
 # builds them (minutes), every later boot links the cached file (milliseconds), and a new
@@ -39,7 +40,7 @@ tensorrt_version() {
 }
 
 jobs_file="$REPOSITORY/engine-jobs.txt"
-[[ -f "$jobs_file" ]] || die "no $jobs_file; run \`cvstack instance gpu-repository\` first"
+[[ -f "$jobs_file" ]] || die "no $jobs_file; run \`cvstack instance repository --flavour gpu\` first"
 [[ -x "$TRTEXEC" ]] || die "trtexec not found at $TRTEXEC (set TRTEXEC)"
 
 gpu="$(gpu_model)"

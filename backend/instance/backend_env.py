@@ -1,6 +1,7 @@
 """The backend container's environment file, written at boot from the stack's configuration.
 
-User data writes `/etc/cvstack/stack.env` (docs/infrastructure.md); the session-token secret
+`cvstack instance settings` writes `/run/cvstack/stack.env` at every boot (secret id, allowed
+origins; backend/instance/settings.py); the session-token secret
 itself lives in Secrets Manager and is fetched at every boot into a root-only file on tmpfs
 (`/run/cvstack/backend.env`), so it is never baked into the image or left on the disk.
 """
@@ -34,7 +35,7 @@ def backend_environment(
     except (ClientError, BotoCoreError, KeyError) as exc:
         raise BackendEnvError(
             f"cannot read the session-token secret {secret_id}: {exc}; check "
-            "CVSTACK_SESSION_SECRET_ID in /etc/cvstack/stack.env and the instance role"
+            "CVSTACK_SESSION_SECRET_ID in /run/cvstack/stack.env and the instance role"
         ) from exc
     origins = [origin.strip() for origin in allowed_origins_csv.split(",") if origin.strip()]
     values = {

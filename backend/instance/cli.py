@@ -10,8 +10,9 @@ from pathlib import Path
 import boto3
 
 from backend.cli_support import fail, port_number, positive_int
-from backend.instance import backend_env, engines, heartbeat, model_sync, nginx_config
+from backend.instance import backend_env, engines, heartbeat, model_sync, nginx_config, settings
 from backend.model_prep.manifest import ManifestError, load_manifest
+from backend.triton_server.repository import FLAVOURS
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -20,6 +21,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     commands = instance.add_subparsers(dest="instance_command", required=True)
     region = os.environ.get("CVSTACK_AWS_REGION")
 
+    stack = commands.add_parser(
+        "settings", help="read the stack's settings from SSM and write /run/cvstack/stack.env"
+    )
+    stack.add_argument("--instance-env", type=Path, default=settings.INSTANCE_ENV)
+    stack.add_argument("--aws-env", type=Path, default=settings.AWS_ENV)
+    stack.add_argument("--out", type=Path, default=settings.STACK_ENV)
+    stack.set_defaults(handler=_settings)
+
     sync = commands.add_parser("sync-models", help="pull changed models from S3, verify, swap")
     sync.add_argument("--source", default=os.environ.get("CVSTACK_MODELS_S3_URI"))
     sync.add_argument("--target", type=Path, default=Path("/var/lib/cvstack/models"))
@@ -27,11 +36,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     sync.set_defaults(handler=_sync)
 
     repository = commands.add_parser(
-        "gpu-repository", help="render the gpu model repository and its TensorRT engine jobs"
+        "repository",
+        help="render the model repository Triton serves (gpu: plus its TensorRT engine jobs)",
+    )
+    repository.add_argument(
+        "--flavour",
+        choices=FLAVOURS,
+        required=True,
+        help="the Triton image's flavour (TRITON_FLAVOUR in ami/versions.env)",
     )
     repository.add_argument("--models-dir", type=Path, default=Path("/var/lib/cvstack/models"))
     repository.add_argument("--out", type=Path, default=Path("/var/lib/cvstack/repository"))
-    repository.set_defaults(handler=_gpu_repository)
+    repository.set_defaults(handler=_repository)
 
     env = commands.add_parser("backend-env", help="write the backend's production env file")
     env.add_argument("--secret-id", default=os.environ.get("CVSTACK_SESSION_SECRET_ID"))
@@ -78,22 +94,35 @@ def _sync(args: argparse.Namespace) -> int:
     return 0
 
 
-def _gpu_repository(args: argparse.Namespace) -> int:
+def _settings(args: argparse.Namespace) -> int:
     try:
-        jobs = engines.write_gpu_repository(
-            load_manifest(args.models_dir), args.models_dir, args.out
+        region = settings.bootstrap(args.instance_env)[settings.REGION]
+        values = settings.stack_environment(
+            args.instance_env, boto3.client("ssm", region_name=region), args.aws_env
+        )
+        settings.write_stack_env(values, args.out)
+    except settings.SettingsError as exc:
+        return fail(str(exc))
+    print(f"settings of {values[settings.PARAMETER]} written to {args.out}")
+    return 0
+
+
+def _repository(args: argparse.Namespace) -> int:
+    try:
+        models = engines.write_repository(
+            load_manifest(args.models_dir), args.models_dir, args.out, args.flavour
         )
     except (ManifestError, ValueError) as exc:
         return fail(str(exc))
-    print(f"gpu repository at {args.out} with {len(jobs)} engine jobs")
+    print(f"{args.flavour} repository at {args.out} with {len(models)} models")
     return 0
 
 
 def _backend_env(args: argparse.Namespace) -> int:
     if not args.secret_id or not args.allowed_origins:
         return fail(
-            "CVSTACK_SESSION_SECRET_ID and CVSTACK_FRONTEND_ORIGINS must be set (user data writes "
-            "them to /etc/cvstack/stack.env)"
+            "CVSTACK_SESSION_SECRET_ID and CVSTACK_FRONTEND_ORIGINS must be set "
+            "(cvstack-settings writes them to /run/cvstack/stack.env)"
         )
     try:
         values = backend_env.backend_environment(

@@ -1,9 +1,11 @@
-"""The GPU model repository and the TensorRT engine jobs the instance builds from it.
+"""The model repository Triton serves on the instance, and the gpu flavour's TensorRT jobs.
 
-`write_gpu_repository` renders the gpu flavour (config.pbtxt + 1/model.onnx per Triton model)
-and writes `engine-jobs.txt` beside it: one line per model, `<model> <plan id> <trtexec shape
-flags>`. `ami/scripts/build-engines.sh` runs inside the pinned Triton image (which has
-`trtexec`) and keeps plans under `<engines>/<GPU model>/trt-<TensorRT version>/<plan id>.plan`.
+`write_repository` renders the flavour of the image's Triton (`TRITON_FLAVOUR` in
+ami/versions.env): `cpu` is exactly the repository the CPU tests run (Python backend +
+onnxruntime); `gpu` is config.pbtxt + 1/model.onnx per Triton model plus `engine-jobs.txt`
+beside them: one line per model, `<model> <plan id> <trtexec shape flags>`.
+`ami/scripts/build-engines.sh` runs inside the pinned Triton image (which has `trtexec`) and
+keeps plans under `<engines>/<GPU model>/trt-<TensorRT version>/<plan id>.plan`.
 The plan id hashes the ONNX file and the build flags, so a plan is built once per GPU model,
 TensorRT version, model and shape profile, and reused on every later boot.
 """
@@ -15,7 +17,7 @@ from pathlib import Path
 
 from backend.model_prep.manifest import Manifest
 from backend.triton_server.contract import ModelContract, contract_for
-from backend.triton_server.repository import render_repository
+from backend.triton_server.repository import Flavour, render_repository
 
 JOBS_FILE = "engine-jobs.txt"
 BUILD_FLAGS = ("--fp16",)  # T4 tensor cores; outputs stay FP32 tensors per the contract
@@ -47,9 +49,18 @@ def plan_id(model: str, onnx_sha256: str, flags: list[str]) -> str:
     return f"{model}-{digest[:16]}"
 
 
-def write_gpu_repository(manifest: Manifest, models_dir: Path, repository: Path) -> list[str]:
-    """Render the gpu repository and its engine jobs; returns the job lines."""
-    names = render_repository(manifest, models_dir, repository, "gpu")
+def write_repository(
+    manifest: Manifest, models_dir: Path, repository: Path, flavour: Flavour
+) -> list[str]:
+    """Render the repository (gpu: with its engine jobs); returns the model names."""
+    names = render_repository(manifest, models_dir, repository, flavour)
+    if flavour == "gpu":
+        (repository / JOBS_FILE).write_text("\n".join(engine_jobs(manifest, names)) + "\n")
+    return names
+
+
+def engine_jobs(manifest: Manifest, names: list[str]) -> list[str]:
+    """One `<model> <plan id> <trtexec flags>` line per model."""
     lines = []
     for name in names:
         entry = manifest.entry(name)
@@ -60,5 +71,4 @@ def write_gpu_repository(manifest: Manifest, models_dir: Path, repository: Path)
             )
         flags = trtexec_flags(contract_for(entry, served_as=name))
         lines.append(" ".join([name, plan_id(name, entry.sha256, flags), *flags]))
-    (repository / JOBS_FILE).write_text("\n".join(lines) + "\n")
     return lines

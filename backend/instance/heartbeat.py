@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ PIPELINE_FPS = "PipelineFps"
 GPU_UTILIZATION = "GpuUtilization"
 LATENCY_HISTOGRAM = "cvstack_frame_latency_seconds"
 IMDS_URL = "http://169.254.169.254"
+IMDS_ENDPOINT_VARIABLE = "AWS_EC2_METADATA_SERVICE_ENDPOINT"
 
 
 @dataclass
@@ -164,8 +166,11 @@ def beat(
     return data
 
 
-def instance_id_from_imds(base_url: str = IMDS_URL, timeout_s: float = 2.0) -> str:
-    """This instance's id through IMDSv2 (the stack requires tokens)."""
+def instance_id_from_imds(base_url: str | None = None, timeout_s: float = 2.0) -> str:
+    """This instance's id through IMDSv2 (the stack requires tokens): a PUT for a session token,
+    then the GET with it. The endpoint is botocore's own `AWS_EC2_METADATA_SERVICE_ENDPOINT`
+    when set (as for credentials), else the link-local address."""
+    base_url = (base_url or os.environ.get(IMDS_ENDPOINT_VARIABLE) or IMDS_URL).rstrip("/")
     token_request = urllib.request.Request(
         f"{base_url}/latest/api/token",
         method="PUT",

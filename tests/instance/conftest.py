@@ -10,6 +10,7 @@ import ssl
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,25 +118,21 @@ def _wait_listening(port: int, process: subprocess.Popen[bytes], log: Path) -> N
     pytest.fail("nginx did not listen within 20 s")
 
 
-@pytest.fixture(scope="module")
-def nginx_front(
-    yolo_models_dir: Path, triton: LocalTritonServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[NginxFront]:
+@contextmanager
+def running_nginx(prefix: Path, backend_port: int, max_body_bytes: int) -> Iterator[NginxSite]:
+    """The shipped site in a real nginx on free loopback ports, with a self-signed certificate
+    from the unit's own script (`<site.tls_dir>/fullchain.pem`), in front of `backend_port`."""
     nginx = require_tool("nginx")
-    backend = BackendServer(
-        backend_settings(yolo_models_dir, triton.address, max_frame_bytes=MAX_FRAME_BYTES)
-    ).start()
-    prefix = tmp_path_factory.mktemp("nginx")
     ports = ServerAddress.on_free_ports()
     site = NginxSite(
         http_port=ports.http_port,
         https_port=ports.grpc_port,
-        backend_port=backend.settings.port,
-        max_body_bytes=MAX_FRAME_BYTES,
+        backend_port=backend_port,
+        max_body_bytes=max_body_bytes,
         tls_dir=prefix / "tls",
         acme_root=prefix / "acme",
     )
-    certificate = make_self_signed(site.tls_dir)
+    make_self_signed(site.tls_dir)
     site_file = prefix / "cvstack.conf"
     site_file.write_text(render_nginx_site(site))
     config = nginx_main_config(prefix, site_file)
@@ -148,7 +145,7 @@ def nginx_front(
     try:
         _wait_listening(site.https_port, process, prefix / "error.log")
         _wait_listening(site.http_port, process, prefix / "error.log")
-        yield NginxFront(site, certificate, backend)
+        yield site
     finally:
         process.send_signal(signal.SIGTERM)  # fast shutdown: open WebSockets must not hold it
         try:
@@ -156,4 +153,19 @@ def nginx_front(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture(scope="module")
+def nginx_front(
+    yolo_models_dir: Path, triton: LocalTritonServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[NginxFront]:
+    backend = BackendServer(
+        backend_settings(yolo_models_dir, triton.address, max_frame_bytes=MAX_FRAME_BYTES)
+    ).start()
+    try:
+        with running_nginx(
+            tmp_path_factory.mktemp("nginx"), backend.settings.port, MAX_FRAME_BYTES
+        ) as site:
+            yield NginxFront(site, site.tls_dir / "fullchain.pem", backend)
+    finally:
         backend.stop()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +17,7 @@ from backend.instance.heartbeat import (
     ACTIVE_SESSIONS,
     BACKEND_READY,
     DIMENSION,
+    IMDS_ENDPOINT_VARIABLE,
     INFERENCE_LATENCY_MS,
     NAMESPACE,
     beat,
@@ -33,6 +36,46 @@ INSTANCE = "i-0123456789abcdef0"
 @pytest.fixture
 def cloudwatch(fake_aws: None) -> Iterator[CloudWatchClient]:
     yield boto3.client("cloudwatch", region_name="us-east-1")
+
+
+class ImdsV2(BaseHTTPRequestHandler):
+    """EC2's instance metadata service with tokens required (`http_tokens = required`)."""
+
+    TOKEN = "imds-session-token"
+
+    def do_PUT(self) -> None:
+        if (
+            self.path == "/latest/api/token"
+            and self.headers["X-aws-ec2-metadata-token-ttl-seconds"]
+        ):
+            self._reply(200, self.TOKEN)
+        else:
+            self._reply(400, "")
+
+    def do_GET(self) -> None:
+        if self.headers["X-aws-ec2-metadata-token"] != self.TOKEN:
+            self._reply(401, "")  # IMDSv1 is refused
+        elif self.path == "/latest/meta-data/instance-id":
+            self._reply(200, INSTANCE)
+        else:
+            self._reply(404, "")
+
+    def _reply(self, status: int, body: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def imds() -> Iterator[str]:
+    server = HTTPServer(("127.0.0.1", 0), ImdsV2)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
 
 
 def maximum(cloudwatch: CloudWatchClient, name: str) -> float | None:
@@ -116,3 +159,28 @@ def test_latency_counts_only_new_observations_and_survive_a_restart() -> None:
     restarted = {0.01: 1.0, 0.05: 1.0, float("inf"): 1.0}
     assert latency_values(restarted, before) == ([5.0], [1.0])
     assert latency_values(now, now) == ([], [])
+
+
+def test_the_unit_s_command_takes_its_id_from_imdsv2_and_its_region_from_user_data(
+    fake_aws: None, imds: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As cvstack-heartbeat.service runs it: no --instance-id, no --region; instance.env gives
+    CVSTACK_AWS_REGION and IMDS (tokens required) the id, at botocore's endpoint variable."""
+    monkeypatch.setenv("CVSTACK_AWS_REGION", "eu-west-1")
+    monkeypatch.setenv(IMDS_ENDPOINT_VARIABLE, imds)
+    closed = f"http://127.0.0.1:{ServerAddress.on_free_ports().http_port}"
+    code = main(
+        [
+            "instance",
+            "heartbeat",
+            "--backend-url",
+            closed,
+            "--triton-metrics-url",
+            f"{closed}/metrics",
+            "--state-file",
+            str(tmp_path / "state.json"),
+        ]
+    )
+    assert code == 0
+    assert maximum(boto3.client("cloudwatch", region_name="eu-west-1"), BACKEND_READY) == 0
+    assert maximum(boto3.client("cloudwatch", region_name="us-east-1"), BACKEND_READY) is None

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import http.client
+import json
 import ssl
 import subprocess
+import threading
 import urllib.error
 import urllib.request
 import warnings
@@ -13,6 +15,7 @@ from pathlib import Path
 import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
+from websockets.sync.server import ServerConnection, serve
 
 from backend.instance.nginx_config import NginxSite, render_nginx_site
 from tests.backend.service.conftest import Client, jpeg_frame
@@ -22,6 +25,7 @@ from tests.instance.conftest import (
     make_self_signed,
     nginx_main_config,
     require_tool,
+    running_nginx,
 )
 
 SECURITY_HEADERS = (
@@ -136,3 +140,29 @@ def test_wss_session_through_nginx_with_the_self_signed_certificate(
         # The server closes while the client is still sending, so the close frame can be lost
         # in the reset; when it arrives, it says why.
         assert closed.value.rcvd is None or closed.value.rcvd.code == 1009
+
+
+def test_websocket_upgrade_keeps_the_forwarding_headers(tmp_path: Path) -> None:
+    """A `proxy_set_header` inside a location drops every inherited one: /ws/ must repeat
+    Host, X-Real-IP, X-Forwarded-For and X-Forwarded-Proto, or the backend sees none of them
+    on the WebSocket. A loopback WebSocket server answers with the headers it received."""
+
+    def echo_headers(connection: ServerConnection) -> None:
+        assert connection.request is not None
+        connection.send(json.dumps(dict(connection.request.headers.raw_items())))
+
+    with serve(echo_headers, "127.0.0.1", 0) as echo:
+        backend_port = echo.socket.getsockname()[1]
+        thread = threading.Thread(target=echo.serve_forever, daemon=True)
+        thread.start()
+        with running_nginx(tmp_path, backend_port, MAX_FRAME_BYTES) as site:
+            tls = ssl.create_default_context(cafile=str(site.tls_dir / "fullchain.pem"))
+            url = f"wss://127.0.0.1:{site.https_port}/ws/inference"
+            with connect(url, ssl=tls) as connection:
+                received = {k.lower(): v for k, v in json.loads(connection.recv(10)).items()}
+        echo.shutdown()
+    assert received["host"] == "127.0.0.1"  # the client's, not the upstream's name
+    assert received["x-real-ip"] == "127.0.0.1"
+    assert received["x-forwarded-for"] == "127.0.0.1"
+    assert received["x-forwarded-proto"] == "https"
+    assert received["upgrade"].lower() == "websocket"

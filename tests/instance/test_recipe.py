@@ -34,7 +34,9 @@ def versions() -> dict[str, str]:
     return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
 
 
-def compose_config(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+def compose_config(
+    tmp_path: Path, *extra: str, gpu: bool = True
+) -> subprocess.CompletedProcess[str]:
     run_dir = tmp_path / "run"
     run_dir.mkdir(exist_ok=True)
     write_env_file(PRODUCTION_ENV, run_dir / "backend.env")
@@ -43,8 +45,11 @@ def compose_config(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[s
         "CVSTACK_RUN_DIR": str(run_dir),
         "CVSTACK_STATE_DIR": str(tmp_path / "state"),
     }
+    files = ["-f", str(AMI / "compose.yaml")]
+    if gpu:  # as ami/scripts/compose.sh does for TRITON_FLAVOUR=gpu
+        files += ["-f", str(AMI / "compose.gpu.yaml")]
     return subprocess.run(
-        [require_tool("docker-compose"), *extra, "-f", str(AMI / "compose.yaml"), "config"],
+        [require_tool("docker-compose"), *extra, *files, "config"],
         capture_output=True,
         text=True,
         env=env,
@@ -67,6 +72,7 @@ def test_compose_refuses_to_run_without_pinned_images(tmp_path: Path) -> None:
 
 def test_images_are_pinned(compose: dict[str, Any]) -> None:
     pinned = versions()
+    assert pinned["TRITON_FLAVOUR"] == "gpu"  # the image is baked for the GPU
     assert re.fullmatch(r"nvcr\.io/nvidia/tritonserver:\d\d\.\d\d-py3", pinned["TRITON_IMAGE"])
     assert re.fullmatch(r"prom/prometheus:v\d+\.\d+\.\d+", pinned["PROMETHEUS_IMAGE"])
     assert compose["triton"]["image"] == pinned["TRITON_IMAGE"]
@@ -84,7 +90,9 @@ def test_start_order_health_checks_and_restart_policies(compose: dict[str, Any])
     assert {service["restart"] for service in compose.values()} == {"unless-stopped"}
 
 
-def test_triton_gets_the_gpu_shared_memory_and_loopback_only(compose: dict[str, Any]) -> None:
+def test_triton_gets_the_gpu_shared_memory_and_loopback_only(
+    compose: dict[str, Any], tmp_path: Path
+) -> None:
     triton = compose["triton"]
     devices = triton["deploy"]["resources"]["reservations"]["devices"]
     [device] = devices
@@ -94,6 +102,9 @@ def test_triton_gets_the_gpu_shared_memory_and_loopback_only(compose: dict[str, 
     for flag in ("--http-address", "--grpc-address", "--metrics-address"):
         assert f"{flag}=127.0.0.1" in triton["command"]
     assert "--web.listen-address=127.0.0.1:9090" in compose["prometheus"]["command"]
+    cpu = compose_config(tmp_path, "--env-file", str(VERSIONS), gpu=False)
+    assert cpu.returncode == 0, cpu.stderr
+    assert "deploy" not in yaml.safe_load(cpu.stdout)["services"]["triton"]  # CPU-clean alone
 
 
 def test_backend_environment_is_a_valid_production_configuration(
@@ -154,6 +165,40 @@ def test_packer_template_matches_the_stack() -> None:
     assert scripts == ['"${path.root}/provision.sh"']
     for name in ("provision.sh", "publish-ami-id.sh"):
         assert os.access(AMI / name, os.X_OK), name
+
+
+def test_packer_bakes_without_a_default_vpc() -> None:
+    """Accounts without a default VPC pass a subnet; empty values leave Packer's default."""
+    template = hcl2.load((AMI / "cvstack.pkr.hcl").open())
+    variables = {
+        _unquote(name): spec for block in template["variable"] for name, spec in block.items()
+    }
+    for name, kind, default in (
+        ("vpc_id", "string", '""'),
+        ("subnet_id", "string", '""'),
+        ("associate_public_ip_address", "bool", True),
+    ):
+        assert variables[name]["type"] == kind and variables[name]["default"] == default, name
+        assert variables[name]["description"], name
+    source = template["source"][0]['"amazon-ebs"']['"cvstack"']
+    assert source["vpc_id"] == '${var.vpc_id == "" ? null : var.vpc_id}'
+    assert source["subnet_id"] == '${var.subnet_id == "" ? null : var.subnet_id}'
+    assert source["associate_public_ip_address"] == "${var.associate_public_ip_address}"
+
+
+def test_provisioning_waits_for_cloud_init_and_the_apt_locks_then_smoke_tests_the_gpu() -> None:
+    provision = (AMI / "provision.sh").read_text()
+    body = provision[provision.index('step "wait for cloud-init') :]
+    assert provision.index("cloud-init status --wait") < provision.index("apt_install nginx")
+    assert 'timeout "$CLOUD_INIT_TIMEOUT_S" cloud-init status --wait' in body
+    # Every apt-get goes through the wrapper that waits for the dpkg lock.
+    apt_calls = re.findall(r"^\s*(apt-get\b.*|apt_get\b.*)$", provision, re.MULTILINE)
+    wrapper = 'apt-get -o "DPkg::Lock::Timeout=$APT_LOCK_TIMEOUT_S" "$@"'
+    assert wrapper in apt_calls
+    assert all(c.startswith("apt_get") or c in (wrapper, "apt-get clean") for c in apt_calls)
+    smoke = provision.index('"$PREFIX/ami/scripts/gpu-smoke.sh" "$TRITON_IMAGE"')
+    assert provision.index('docker pull --quiet "$TRITON_IMAGE"') < smoke
+    assert smoke < provision.index('step "systemd units"')
 
 
 def test_dockerfile_copies_what_exists_and_runs_a_real_command() -> None:

@@ -1,22 +1,37 @@
-"""The image's shell scripts: shellcheck, the TLS setup, and the engine cache of build-engines.sh
-run for real with stand-ins for the two GPU tools (nvidia-smi, trtexec)."""
+"""The image's shell scripts: shellcheck, the TLS setup, the engine cache of build-engines.sh,
+the flavours of engines.sh and the bake's GPU smoke test, run for real with stand-ins for the
+GPU tools (nvidia-smi, trtexec) and for docker (tests/instance/fake_docker.py)."""
 
 from __future__ import annotations
 
+import json
 import os
 import ssl
 import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
+import onnxruntime
 import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
 
-from backend.instance.engines import write_gpu_repository
+from backend.instance.engines import JOBS_FILE, write_repository
 from backend.model_prep.manifest import Manifest
 from backend.paths import REPO_ROOT
+from backend.triton_server.local_server import ServerAddress
+from tests.instance import fake_docker
 from tests.instance.conftest import make_self_signed, require_tool
 
 SCRIPTS = sorted((REPO_ROOT / "ami").rglob("*.sh"))
 BUILD_ENGINES = REPO_ROOT / "ami" / "scripts" / "build-engines.sh"
+ENGINES = REPO_ROOT / "ami" / "scripts" / "engines.sh"
+GPU_SMOKE = REPO_ROOT / "ami" / "scripts" / "gpu-smoke.sh"
+SMOKE = REPO_ROOT / "ami" / "smoke"
+FAKE_DOCKER = Path(fake_docker.__file__)
+BACKEND_IMAGE = "cvstack-backend:test"
+TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:test"
 
 
 def test_shellcheck_passes_on_every_script() -> None:
@@ -98,7 +113,8 @@ def test_engines_are_built_once_per_gpu_and_tensorrt_version(
     manifest: Manifest, yolo_models_dir: Path, tmp_path: Path
 ) -> None:
     repository, cache = tmp_path / "repository", tmp_path / "engines"
-    jobs = write_gpu_repository(manifest, yolo_models_dir, repository)
+    write_repository(manifest, yolo_models_dir, repository, "gpu")
+    jobs = (repository / JOBS_FILE).read_text().splitlines()
     assert "--minShapes=images:1x3x320x320" in jobs[0] and "--maxShapes=images:16x" in jobs[0]
 
     t4 = _fake_tools(tmp_path, "Tesla T4", "10.5.0")
@@ -127,7 +143,7 @@ def test_a_failed_build_fails_loudly_and_caches_nothing(
     manifest: Manifest, yolo_models_dir: Path, tmp_path: Path
 ) -> None:
     repository, cache = tmp_path / "repository", tmp_path / "engines"
-    write_gpu_repository(manifest, yolo_models_dir, repository)
+    write_repository(manifest, yolo_models_dir, repository, "gpu")
     result = _build(repository, cache, _fake_tools(tmp_path, "Tesla T4", "10.5.0", fail=True))
     assert result.returncode != 0 and "trtexec failed for yolo" in result.stderr
     assert not list(cache.rglob("*.plan"))
@@ -138,7 +154,7 @@ def test_build_engines_names_what_is_missing(
     missing: str, manifest: Manifest, yolo_models_dir: Path, tmp_path: Path
 ) -> None:
     repository = tmp_path / "repository"
-    write_gpu_repository(manifest, yolo_models_dir, repository)
+    write_repository(manifest, yolo_models_dir, repository, "gpu")
     env = _fake_tools(tmp_path, "Tesla T4", "10.5.0")
     if missing == "jobs":
         (repository / "engine-jobs.txt").unlink()
@@ -146,6 +162,138 @@ def test_build_engines_names_what_is_missing(
         env["TRT_LIB_DIR"] = str(tmp_path)
     result = _build(repository, tmp_path / "engines", env)
     assert result.returncode != 0
-    assert ("cvstack instance gpu-repository" if missing == "jobs" else "libnvinfer") in (
+    assert ("cvstack instance repository --flavour gpu" if missing == "jobs" else "libnvinfer") in (
         result.stderr
     )
+
+
+def _fake_docker(root: Path, tools_env: dict[str, str], mode: str = "") -> dict[str, str]:
+    """PATH with tests/instance/fake_docker.py as `docker`; the images run this machine's tools."""
+    bin_dir = root / "docker-bin"
+    bin_dir.mkdir()
+    docker = bin_dir / "docker"
+    docker.write_text(f'#!/bin/sh\nexec {sys.executable} {FAKE_DOCKER} "$@"\n')
+    docker.chmod(0o755)
+    config = root / "fake-docker.json"
+    config.write_text(
+        json.dumps(
+            {
+                "log": str(root / "docker.log"),
+                "mode": mode,
+                "images": {
+                    BACKEND_IMAGE: {"cvstack": str(Path(sys.executable).parent / "cvstack")},
+                    TRITON_IMAGE: {
+                        "build-engines.sh": "/usr/local/bin/build-engines.sh",
+                        "/usr/src/tensorrt/bin/trtexec": tools_env["TRTEXEC"],
+                        "tritonserver": "serve",
+                    },
+                },
+            }
+        )
+    )
+    return {
+        **tools_env,
+        "PATH": f"{bin_dir}:{tools_env['PATH']}",
+        "FAKE_DOCKER_CONFIG": str(config),
+        "BACKEND_IMAGE": BACKEND_IMAGE,
+        "TRITON_IMAGE": TRITON_IMAGE,
+    }
+
+
+def _docker_calls(root: Path) -> list[str]:
+    return (root / "docker.log").read_text().splitlines()
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and "__pycache__" not in p.parts  # Triton compiles model.py when serving
+    }
+
+
+def test_engines_cpu_flavour_renders_the_repository_the_cpu_tests_run(
+    yolo_models_dir: Path, cpu_repository: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "models").symlink_to(yolo_models_dir)
+    env = _fake_docker(tmp_path, _fake_tools(tmp_path, "Tesla T4", "10.5.0"))
+    env.update(TRITON_FLAVOUR="cpu", CVSTACK_STATE_DIR=str(state))
+    result = subprocess.run(
+        ["bash", str(ENGINES)], env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    [call] = _docker_calls(tmp_path)  # no TensorRT container for cpu
+    assert "--gpus" not in call and "repository --flavour cpu" in call
+    assert _tree(state / "repository") == _tree(cpu_repository[0])
+    assert _calls(tmp_path) == 0
+
+
+def test_engines_gpu_flavour_builds_plans_in_the_triton_image_with_the_gpu(
+    yolo_models_dir: Path, tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "models").symlink_to(yolo_models_dir)
+    env = _fake_docker(tmp_path, _fake_tools(tmp_path, "Tesla T4", "10.5.0"))
+    env.update(TRITON_FLAVOUR="gpu", CVSTACK_STATE_DIR=str(state))
+    result = subprocess.run(
+        ["bash", str(ENGINES)], env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    render, build = _docker_calls(tmp_path)
+    assert "repository --flavour gpu" in render and BACKEND_IMAGE in render
+    assert "--gpus all" in build and TRITON_IMAGE in build and "build-engines.sh" in build
+    jobs = (state / "repository" / JOBS_FILE).read_text().splitlines()
+    assert _calls(tmp_path) == len(jobs) > 0
+    for job in jobs:
+        assert (state / "repository" / job.split()[0] / "1" / "model.plan").is_file()
+    wrong = subprocess.run(
+        ["bash", str(ENGINES)], env={**env, "TRITON_FLAVOUR": "tpu"}, capture_output=True,
+        text=True, check=False,
+    )  # fmt: skip
+    assert wrong.returncode != 0 and "must be cpu or gpu" in wrong.stderr
+
+
+def test_the_smoke_model_is_x_plus_one_and_matches_its_triton_config() -> None:
+    session = onnxruntime.InferenceSession(str(SMOKE / "model.onnx"))
+    [y] = session.run(None, {"x": np.array([[0, 1, 2, 3]], dtype=np.float32)})
+    assert y.tolist() == [[1.0, 2.0, 3.0, 4.0]]
+    config = text_format.Parse((SMOKE / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+    assert config.platform == "tensorrt_plan" and config.name == "smoke"
+    for tensor, declared in ((session.get_inputs()[0], config.input[0]),
+                             (session.get_outputs()[0], config.output[0])):  # fmt: skip
+        assert (tensor.name, tensor.shape) == (declared.name, list(declared.dims))
+
+
+@pytest.mark.parametrize(
+    ("mode", "message"),
+    [
+        ("", ""),
+        ("trtexec-fails", "trtexec could not build a plan"),
+        ("exits", "Triton exited before it was ready"),
+        ("wrong", "Triton answered [2.0, 3.0, 4.0, 5.0] for x + 1"),
+    ],
+)
+def test_gpu_smoke_builds_a_plan_serves_it_on_the_gpu_and_checks_one_inference(
+    mode: str, message: str, tmp_path: Path
+) -> None:
+    tools = _fake_tools(tmp_path, "Tesla T4", "10.5.0", fail=mode == "trtexec-fails")
+    env = _fake_docker(tmp_path, tools, mode)
+    port = ServerAddress.on_free_ports().http_port
+    env.update(CVSTACK_SMOKE_PORT=str(port), CVSTACK_SMOKE_READY_TIMEOUT_S="20")
+    result = subprocess.run(
+        ["bash", str(GPU_SMOKE), TRITON_IMAGE], env=env, capture_output=True, text=True,
+        check=False, timeout=60,
+    )  # fmt: skip
+    calls = _docker_calls(tmp_path)
+    if mode == "":
+        assert result.returncode == 0, result.stderr
+        assert "y = [1.0, 2.0, 3.0, 4.0]" in result.stdout
+        build, serve = (c for c in calls if c.startswith("run"))
+        assert "--gpus all" in build and "--saveEngine=/work/repository/smoke/1/model.plan" in build
+        assert "--gpus all" in serve and f"--http-port={port}" in serve
+    else:
+        assert result.returncode != 0 and message in result.stderr, result.stderr
+    assert calls[-1] == "rm -f cvstack-gpu-smoke"  # nothing left running after the bake step

@@ -1,9 +1,13 @@
-"""The systemd units: `systemd-analyze verify` clean, and the boot order the design needs."""
+"""The systemd units: `systemd-analyze verify` clean, no ordering cycle with Debian's real
+cloud-init units installed and enabled as on the image, and the boot order the design needs."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,7 +17,30 @@ from tests.instance.conftest import require_tool
 
 UNITS_DIR = REPO_ROOT / "systemd"
 UNITS = sorted(p for p in UNITS_DIR.iterdir() if p.suffix in (".service", ".timer"))
+SETTINGS = "cvstack-settings.service"
 INSTALL_PREFIX = "/opt/cvstack/"
+CLOUD_INIT_CACHE = REPO_ROOT / ".cvstack" / "cloud-init-deb"
+CLOUD_INIT_UNITS = (
+    "cloud-init-local.service",
+    "cloud-init.service",
+    "cloud-config.service",
+    "cloud-final.service",
+)
+# Stand-ins with the ordering of Debian's docker.io and nginx units (the host may lack them).
+PACKAGED_UNITS = {
+    "docker.socket": "[Socket]\nListenStream=/run/docker.sock\n",
+    "docker.service": (
+        "[Unit]\nAfter=network-online.target docker.socket firewalld.service containerd.service"
+        " time-set.target\nWants=network-online.target containerd.service\n"
+        "Requires=docker.socket\n[Service]\nExecStart=/bin/true\n"
+        "[Install]\nWantedBy=multi-user.target\n"
+    ),
+    "nginx.service": (
+        "[Unit]\nAfter=network-online.target remote-fs.target nss-lookup.target\n"
+        "Wants=network-online.target\n[Service]\nExecStart=/bin/true\n"
+        "[Install]\nWantedBy=multi-user.target\n"
+    ),
+}
 MISSING_INSTALLED = re.compile(
     r"Command (/opt/cvstack/\S+) is not executable: No such file or directory"
 )
@@ -40,6 +67,13 @@ def words(settings: dict[str, list[str]], key: str) -> set[str]:
     return {word for value in settings.get(key, []) for word in value.split()}
 
 
+def seconds(span: str) -> int:
+    """A systemd time span such as `20min`, `2h` or `90s` (one unit, as these units use)."""
+    match = re.fullmatch(r"(\d+)(s|min|h)?", span)
+    assert match is not None, span
+    return int(match.group(1)) * {"s": 1, "min": 60, "h": 3600, None: 1}[match.group(2)]
+
+
 def verify(paths: list[Path]) -> list[str]:
     """verify's findings, minus "not executable" for scripts that the image installs under
     /opt/cvstack (checked against the repository instead)."""
@@ -60,9 +94,107 @@ def verify(paths: list[Path]) -> list[str]:
     return findings
 
 
+def enabled_by_provisioning() -> list[str]:
+    """The units `ami/provision.sh` enables, in its order."""
+    provision = (REPO_ROOT / "ami" / "provision.sh").read_text()
+    enable = re.search(r"systemctl enable (nginx\.service(?:\\\n|[^\n])*)", provision)
+    assert enable is not None
+    return enable.group(1).replace("\\\n", " ").split()
+
+
+def cloud_init_units() -> Path:
+    """Debian's cloud-init unit files, from its package (downloaded once into .cvstack/, never
+    installed on this machine)."""
+    units = CLOUD_INIT_CACHE / "root" / "lib" / "systemd" / "system"
+    if (units / "cloud-final.service").is_file():
+        return units
+    CLOUD_INIT_CACHE.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=CLOUD_INIT_CACHE) as work:
+        download = subprocess.run(
+            [require_tool("apt-get"), "download", "cloud-init"],
+            cwd=work,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if download.returncode != 0:
+            pytest.fail(f"`apt-get download cloud-init` failed: {download.stderr.strip()}")
+        [package] = Path(work).glob("cloud-init_*.deb")
+        subprocess.run([require_tool("dpkg-deb"), "-x", str(package), f"{work}/root"], check=True)
+        shutil.rmtree(CLOUD_INIT_CACHE / "root", ignore_errors=True)
+        os.replace(f"{work}/root", CLOUD_INIT_CACHE / "root")
+    return units
+
+
+def image_root(tmp_path: Path, extra: dict[str, str] | None = None) -> Path:
+    """A root folder with the units as the booted image has them: systemd's own, Debian's
+    cloud-init enabled (plus the `cloud-init.target` link its generator makes at boot), Docker,
+    nginx, and the repository's units enabled as `ami/provision.sh` does."""
+    root = tmp_path / "root"
+    system = root / "lib" / "systemd" / "system"
+    shutil.copytree(Path("/lib/systemd/system"), system, symlinks=True)
+    for unit in cloud_init_units().iterdir():
+        shutil.copy2(unit, system / unit.name)
+    for name, text in PACKAGED_UNITS.items():
+        (system / name).unlink(missing_ok=True)
+        (system / name).write_text(text)
+    local = root / "etc" / "systemd" / "system"
+    (local / "multi-user.target.wants").mkdir(parents=True)
+    (local / "multi-user.target.wants" / "cloud-init.target").symlink_to(
+        "/lib/systemd/system/cloud-init.target"
+    )
+    for unit in UNITS:
+        shutil.copy2(unit, local / unit.name)
+    for name, text in (extra or {}).items():
+        (local / name).write_text(text)
+    subprocess.run(
+        [
+            require_tool("systemctl"),
+            f"--root={root}",
+            "enable",
+            *CLOUD_INIT_UNITS,
+            "docker.service",
+            *enabled_by_provisioning(),
+            *(extra or {}),
+        ],
+        capture_output=True,
+        check=True,
+    )
+    return root
+
+
+def boot_findings(root: Path) -> str:
+    """What systemd would say about the boot transaction (verify exits 0 even with cycles)."""
+    result = subprocess.run(
+        [require_tool("systemd-analyze"), "verify", "--man=no", f"--root={root}", "default.target"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return result.stdout + result.stderr
+
+
 def test_every_unit_verifies_clean() -> None:
-    assert len(UNITS) >= 8
+    assert len(UNITS) >= 9
     assert verify(UNITS) == []
+
+
+def test_no_ordering_cycle_with_cloud_init(tmp_path: Path) -> None:
+    """On Debian and Ubuntu cloud-final.service runs after multi-user.target: a unit wanted by
+    multi-user.target and ordered after cloud-final makes a cycle, and systemd deletes jobs."""
+    findings = boot_findings(image_root(tmp_path))
+    assert "ordering cycle" not in findings, findings
+    for unit in UNITS:
+        assert "cloud-final" not in re.sub(r"#.*", "", unit.read_text()), unit.name
+
+
+def test_the_cycle_check_catches_an_unit_ordered_after_cloud_final(tmp_path: Path) -> None:
+    late = (
+        "[Unit]\nAfter=cloud-final.service\n[Service]\nType=oneshot\nExecStart=/bin/true\n"
+        "[Install]\nWantedBy=multi-user.target\n"
+    )
+    findings = boot_findings(image_root(tmp_path, {"cvstack-late.service": late}))
+    assert "Found ordering cycle" in findings and "cvstack-late.service" in findings
 
 
 def test_verify_catches_a_broken_unit(tmp_path: Path) -> None:
@@ -76,20 +208,68 @@ def test_verify_catches_a_broken_unit(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("unit", "requires", "after"),
     [
-        ("cvstack-model-sync.service", {"docker.service"}, {"cloud-final.service"}),
-        ("cvstack-engines.service", {"cvstack-model-sync.service"}, {"cvstack-model-sync.service"}),
+        (SETTINGS, {"docker.service"}, {"docker.service", "network-online.target"}),
+        ("cvstack-model-sync.service", {"docker.service", SETTINGS}, {SETTINGS}),
+        ("cvstack-backend-env.service", {"docker.service", SETTINGS}, {SETTINGS}),
+        ("cvstack-tls.service", {SETTINGS}, {SETTINGS}),
+        (
+            "cvstack-engines.service",
+            {"cvstack-model-sync.service", SETTINGS},
+            {"cvstack-model-sync.service", SETTINGS},
+        ),
         (
             "cvstack-stack.service",
             {"cvstack-engines.service", "cvstack-backend-env.service", "docker.service"},
             {"cvstack-engines.service", "cvstack-backend-env.service", "docker.service"},
         ),
-        ("cvstack-certbot.service", {"nginx.service"}, {"nginx.service"}),
+        ("cvstack-certbot.service", {"nginx.service", SETTINGS}, {"nginx.service", SETTINGS}),
     ],
 )
 def test_boot_order(unit: str, requires: set[str], after: set[str]) -> None:
     settings = unit_settings(UNITS_DIR / unit)
     assert requires <= words(settings, "Unit.Requires")
     assert after <= words(settings, "Unit.After")
+
+
+def test_settings_come_from_the_boot_not_from_user_data() -> None:
+    """Every unit reads /run/cvstack/stack.env, which cvstack-settings writes at every boot;
+    the heartbeat needs only the region from user data (so a failed boot still reports)."""
+    for unit in UNITS:
+        assert "/etc/cvstack/stack.env" not in unit.read_text(), unit.name
+    stack_env = {"cvstack-model-sync", "cvstack-backend-env", "cvstack-tls", "cvstack-certbot"}
+    for name in stack_env:
+        text = (UNITS_DIR / f"{name}.service").read_text()
+        assert "/run/cvstack/stack.env" in text, name
+    settings = unit_settings(UNITS_DIR / SETTINGS)
+    assert settings["Unit.ConditionPathExists"] == ["/etc/cvstack/instance.env"]
+    assert "cvstack instance settings" in settings["Service.ExecStart"][0]
+    assert "--out /run/cvstack/stack.env" in settings["Service.ExecStart"][0]
+    for name in (SETTINGS, "cvstack-backend-env.service"):  # both write into /run/cvstack
+        writer = unit_settings(UNITS_DIR / name)
+        assert writer["Service.RuntimeDirectory"] == ["cvstack"], name
+        assert writer["Service.RuntimeDirectoryPreserve"] == ["yes"], name
+        assert writer["Service.RuntimeDirectoryMode"] == ["0700"], name
+    for name in (SETTINGS, "cvstack-model-sync.service", "cvstack-backend-env.service"):
+        aws = unit_settings(UNITS_DIR / name)
+        assert "-/etc/cvstack/aws.env" in aws["Service.EnvironmentFile"], name
+        assert "-e AWS_ENDPOINT_URL" in aws["Service.ExecStart"][0], name
+    heartbeat = unit_settings(UNITS_DIR / "cvstack-heartbeat.service")
+    assert SETTINGS not in words(heartbeat, "Unit.Requires")
+    assert "--env-file /etc/cvstack/instance.env" in heartbeat["Service.ExecStart"][0]
+
+
+def test_certbot_retries_are_bounded_below_lets_encrypts_limit() -> None:
+    """Let's Encrypt allows 5 failed validations per hostname per hour: a failing certbot must
+    stop trying well below that, not retry every minute forever."""
+    certbot = unit_settings(UNITS_DIR / "cvstack-certbot.service")
+    assert certbot["Service.Restart"] == ["on-failure"]
+    restart_s = seconds(certbot["Service.RestartSec"][0])
+    burst = int(certbot["Unit.StartLimitBurst"][0])
+    interval_s = seconds(certbot["Unit.StartLimitIntervalSec"][0])
+    assert restart_s >= 15 * 60
+    # Every start within the interval counts: the limit must bite before the window ends.
+    assert (burst - 1) * restart_s < interval_s
+    assert burst <= 4 and min(burst, 3600 // restart_s + 1) < 5  # tries in any hour
 
 
 def test_tls_comes_before_nginx_and_heartbeat_runs_every_minute() -> None:
@@ -102,16 +282,14 @@ def test_tls_comes_before_nginx_and_heartbeat_runs_every_minute() -> None:
 
 def test_stack_removes_its_containers_on_stop_and_compose_restarts_crashes() -> None:
     stack = unit_settings(UNITS_DIR / "cvstack-stack.service")
-    assert "up --detach --wait" in stack["Service.ExecStart"][0]
-    assert stack["Service.ExecStop"][0].endswith("down")
+    assert stack["Service.ExecStart"] == ["/opt/cvstack/ami/scripts/compose.sh up"]
+    assert stack["Service.ExecStop"] == ["/opt/cvstack/ami/scripts/compose.sh down"]
     assert stack["Service.Restart"] == ["on-failure"]
+    assert "/opt/cvstack/ami/versions.env" in stack["Service.EnvironmentFile"]  # TRITON_FLAVOUR
 
 
 def test_provisioning_installs_and_enables_every_unit() -> None:
-    provision = (REPO_ROOT / "ami" / "provision.sh").read_text()
-    enable = re.search(r"systemctl enable (nginx\.service(?:\\\n|[^\n])*)", provision)
-    assert enable is not None
-    enabled = set(enable.group(1).replace("\\\n", " ").split())
+    enabled = set(enabled_by_provisioning())
     installable = {
         path.name
         for path in UNITS

@@ -1,0 +1,193 @@
+"""The instance's settings, read at every boot (systemd/cvstack-settings.service).
+
+User data writes only the immutable bootstrap lines to `/etc/cvstack/instance.env`
+(`CVSTACK_AWS_REGION`, `CVSTACK_SETTINGS_PARAMETER`). Everything that can change after launch
+(model store, secret, allowed origins, domain) lives in an SSM String parameter holding a JSON
+object, so a `cdk deploy` that changes it reaches the instance at its next boot. This module
+reads and validates that parameter and writes `/run/cvstack/stack.env` (tmpfs, 0600, atomic):
+the bootstrap lines, the parameter's lines, then the optional AWS endpoint overrides of
+`/etc/cvstack/aws.env` (VPC endpoints, or the boot rehearsal's moto_server). Every other unit
+reads that one file.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Protocol
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from backend.instance.backend_env import BackendEnvError, write_env_file
+
+INSTANCE_ENV = Path("/etc/cvstack/instance.env")
+AWS_ENV = Path("/etc/cvstack/aws.env")
+STACK_ENV = Path("/run/cvstack/stack.env")
+REGION = "CVSTACK_AWS_REGION"
+PARAMETER = "CVSTACK_SETTINGS_PARAMETER"
+BOOTSTRAP_KEYS = (REGION, PARAMETER)
+MODELS_S3_URI = "CVSTACK_MODELS_S3_URI"
+SESSION_SECRET_ID = "CVSTACK_SESSION_SECRET_ID"
+FRONTEND_ORIGINS = "CVSTACK_FRONTEND_ORIGINS"
+DOMAIN_NAME = "CVSTACK_DOMAIN_NAME"
+SETTING_KEYS = (MODELS_S3_URI, SESSION_SECRET_ID, FRONTEND_ORIGINS, DOMAIN_NAME)
+
+_KEY = re.compile(r"[A-Z_][A-Z0-9_]*")
+# Values go into env files that both systemd and `docker run --env-file` read; those two
+# disagree on quotes, backslashes and spaces, so no value may contain any.
+_PLAIN = re.compile(r"[^\s\"'\\`$]*")
+_S3_URI = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/\S*)?")
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:\d{1,5})?")
+_DOMAIN = re.compile(r"([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
+
+
+class ParameterReader(Protocol):
+    """The one SSM call the instance makes (a boto3 `ssm` client)."""
+
+    def get_parameter(self, *, Name: str) -> Any: ...  # noqa: N803 (boto3's name)
+
+
+class SettingsError(RuntimeError):
+    """The instance's settings are missing or invalid; the message says what to fix."""
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """`KEY=value` lines (blank lines and `#` comments skipped), checked as plain values."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise SettingsError(f"cannot read {path}: {exc.strerror}") from exc
+    values: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, equals, value = line.partition("=")
+        if not equals or not _KEY.fullmatch(key):
+            raise SettingsError(f"{path}:{number}: expected KEY=value, got {line!r}")
+        values[key] = _plain(key, value, str(path))
+    return values
+
+
+def bootstrap(instance_env: Path) -> dict[str, str]:
+    """The user-data lines: region and parameter name, nothing else."""
+    values = read_env_file(instance_env)
+    for key in BOOTSTRAP_KEYS:
+        if not values.get(key):
+            raise SettingsError(
+                f"{instance_env} has no {key}: the stack's user data writes it; relaunch the "
+                "instance from the stack (cdk deploy) or add the line by hand"
+            )
+    unknown = sorted(set(values) - set(BOOTSTRAP_KEYS))
+    if unknown:
+        raise SettingsError(
+            f"{instance_env} has unexpected keys {', '.join(unknown)}: it holds only "
+            f"{' and '.join(BOOTSTRAP_KEYS)}; settings that can change belong in the SSM "
+            "parameter"
+        )
+    return values
+
+
+def fetch_parameter(ssm: ParameterReader, name: str) -> str:
+    """The parameter's text; a missing parameter or a denied call names what to check."""
+    try:
+        return str(ssm.get_parameter(Name=name)["Parameter"]["Value"])
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code == "ParameterNotFound":
+            raise SettingsError(
+                f"SSM parameter {name} does not exist: deploy the stack (cdk deploy) in this "
+                f"region, or fix {PARAMETER} in {INSTANCE_ENV}"
+            ) from exc
+        raise SettingsError(
+            f"cannot read SSM parameter {name} ({code or exc}): check the instance role's "
+            "ssm:GetParameter permission and the network path to SSM"
+        ) from exc
+    except BotoCoreError as exc:
+        raise SettingsError(f"cannot reach SSM for parameter {name}: {exc}") from exc
+
+
+def parse_settings(text: str, name: str) -> dict[str, str]:
+    """The parameter's JSON object, checked key by key (see the module docstring)."""
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SettingsError(
+            f"SSM parameter {name} is not JSON ({exc.msg} at character {exc.pos}): set it to "
+            f"an object with the keys {', '.join(SETTING_KEYS)}"
+        ) from exc
+    if not isinstance(document, dict):
+        raise SettingsError(f"SSM parameter {name} must hold a JSON object, not {text[:40]!r}")
+    unknown = sorted(set(document) - set(SETTING_KEYS))
+    if unknown:
+        raise SettingsError(
+            f"SSM parameter {name} has unknown key {unknown[0]}: remove it; the keys are "
+            f"{', '.join(SETTING_KEYS)}"
+        )
+    missing = [key for key in SETTING_KEYS if key not in document]
+    if missing:
+        raise SettingsError(
+            f"SSM parameter {name} has no {missing[0]}: deploy the stack again (cdk deploy) "
+            "so it writes every key"
+        )
+    values: dict[str, str] = {}
+    for key in SETTING_KEYS:
+        value = document[key]
+        if not isinstance(value, str):
+            raise SettingsError(
+                f"SSM parameter {name}: {key} must be a string, not {json.dumps(value)}"
+            )
+        values[key] = _checked(key, _plain(key, value, f"SSM parameter {name}"), name)
+    return values
+
+
+def stack_environment(instance_env: Path, ssm: ParameterReader, aws_env: Path) -> dict[str, str]:
+    """Every line of stack.env, in order: bootstrap, the parameter's settings, AWS overrides."""
+    values = bootstrap(instance_env)
+    values.update(parse_settings(fetch_parameter(ssm, values[PARAMETER]), values[PARAMETER]))
+    if aws_env.exists():
+        overrides = read_env_file(aws_env)
+        clash = sorted(set(overrides) & set(values))
+        if clash:
+            raise SettingsError(f"{aws_env} may not set {', '.join(clash)}")
+        values.update(overrides)
+    return values
+
+
+def write_stack_env(values: dict[str, str], path: Path) -> None:
+    """Root-only, replaced atomically: a reader sees the old file or the new one."""
+    try:
+        write_env_file(values, path)
+    except (BackendEnvError, OSError) as exc:
+        raise SettingsError(f"cannot write {path}: {exc}") from exc
+
+
+def _plain(key: str, value: str, where: str) -> str:
+    if not _PLAIN.fullmatch(value):
+        raise SettingsError(
+            f"{where}: {key} has a space, quote, backslash or $ in {value!r}; env files "
+            "cannot carry it"
+        )
+    return value
+
+
+def _checked(key: str, value: str, name: str) -> str:
+    problem = None
+    if key == MODELS_S3_URI and not _S3_URI.fullmatch(value):
+        problem = "must be an s3://bucket/prefix/ URI (the stack's model bucket)"
+    elif key == SESSION_SECRET_ID and not value:
+        problem = "must name the session-token secret (its ARN)"
+    elif key == FRONTEND_ORIGINS:
+        origins = value.split(",")
+        bad = [origin for origin in origins if not _ORIGIN.fullmatch(origin)]
+        if not value or bad:
+            problem = (
+                f"must be comma-separated origins like https://app.example.com (no path); "
+                f"got {bad[0] if bad else 'nothing'!r}"
+            )
+    elif key == DOMAIN_NAME and value and not _DOMAIN.fullmatch(value):
+        problem = "must be empty or a lower-case domain name like cv.example.com"
+    if problem:
+        raise SettingsError(f"SSM parameter {name}: {key} {problem} (cdk.json context.cvstack)")
+    return value
