@@ -1,0 +1,1 @@
+"""IAM proven under moto with enforcement on, with the synthesized template's exact policies."""
