@@ -120,7 +120,7 @@ def _alarm_metric_count(alarm: Mapping[str, Any]) -> int:
 
 
 def _scheduled_rule(resources: Mapping[str, Mapping[str, Any]]) -> Mapping[str, Any]:
-    rules = [
+    rules: list[Mapping[str, Any]] = [
         r["Properties"]
         for r in resources.values()
         if r["Type"] == "AWS::Events::Rule" and "ScheduleExpression" in r.get("Properties", {})
