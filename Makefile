@@ -11,15 +11,18 @@ TORCH_SPEC ?= torch==2.13.0
 EXTRAS ?= backend,triton-local,models,infra,dev
 # Debian packages the tests and the demo need (chromium: the browser tests of frontend/;
 # nginx, prometheus (promtool), docker-compose, shellcheck, openssl: the instance-image tests).
-SYSTEM_PACKAGES ?= chromium nginx prometheus docker-compose shellcheck openssl
-SYSTEM_COMMANDS ?= setpriv chromium nginx promtool docker-compose shellcheck openssl
+SYSTEM_PACKAGES ?= chromium nginx prometheus docker-compose shellcheck openssl systemd curl $(REHEARSAL_PACKAGES)
+SYSTEM_COMMANDS ?= setpriv chromium nginx promtool docker-compose shellcheck openssl systemd-analyze curl $(REHEARSAL_COMMANDS)
+# The boot rehearsal (tests/rehearsal): a Debian rootfs booted with systemd-nspawn, Docker inside.
+REHEARSAL_PACKAGES ?= mmdebstrap systemd-container docker.io iproute2
+REHEARSAL_COMMANDS ?= mmdebstrap systemd-nspawn dockerd ip nsenter
 INSTALL_STAMP := $(VENV)/.install-stamp
 TRITON_PORTS ?= --http-port 8000 --grpc-port 8001 --metrics-port 8002
 # The AWS CDK: Python's aws-cdk-lib runs on Node.js; the CLI is pinned in package.json.
 NODE_STAMP := node_modules/.install-stamp
 CDK_ENV := CDK_DISABLE_CLI_TELEMETRY=true JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20
 
-.PHONY: help install system-deps node-deps demo test lint models triton bench synth clean
+.PHONY: help install system-deps node-deps demo test lint models triton bench synth rehearse clean
 
 help:
 	@echo "make demo   set up, prepare local models and run the local stack (Ctrl-C stops all)"
@@ -27,6 +30,7 @@ help:
 	@echo "make models prepare models (official weights, or random weights when offline)"
 	@echo "make bench  run the benchmarks and print the tables for docs/benchmarks.md"
 	@echo "make synth  synthesize the AWS CDK stack into cdk.out (offline, cdk-nag checked)"
+	@echo "make rehearse  boot the instance image twice (systemd-nspawn, cloud-init, Docker; root)"
 	@echo "make clean  remove .venv and local state (.cvstack)"
 
 $(PY):
@@ -88,6 +92,10 @@ test: install lint
 
 synth: install $(NODE_STAMP)
 	$(CDK_ENV) npx --no-install cdk synth -q --no-notices
+
+# Part of `make test` too; alone, it prints the boot timings for docs/benchmarks.md.
+rehearse: install
+	$(VENV)/bin/pytest tests/rehearsal -m rehearsal -s
 
 bench: models
 	$(CVSTACK) bench triton

@@ -1,0 +1,247 @@
+"""The boot rehearsal (`make rehearse`, and part of `make test`): the instance image booted for
+real, twice, the way EC2 boots the AMI.
+
+systemd is PID 1 of a Debian bookworm machine (systemd-nspawn); cloud-init runs the user data
+of the synthesized CDK template; Docker's daemon inside runs the real backend image and
+`ami/compose.yaml` with a CPU Triton image; models, settings, secret and heartbeat go to a
+moto_server, credentials and the instance id come from an IMDSv2 stand-in. The second boot
+follows a halt and a settings change. Step timings go to `.cvstack/rehearsal/report.md`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import ssl
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from websockets.sync.client import connect
+from websockets.typing import Origin
+
+from backend.security.session_token import issue_token
+from tests.rehearsal.harness import (
+    INSTANCE_ADDRESS,
+    STATE_DIR,
+    Boot,
+    Rehearsal,
+    UnitTimes,
+    aws_client,
+    instance_tls_context,
+    wait_ready,
+)
+
+pytestmark = [pytest.mark.rehearsal, pytest.mark.timeout(900)]
+
+# docs/deploy.md's boot order: (earlier, later) = `later` starts only once `earlier` is done.
+ORDER = [
+    ("cloud-init.service", "network-online.target"),
+    ("network-online.target", "docker.service"),
+    ("docker.service", "cvstack-settings.service"),
+    ("network-online.target", "cvstack-settings.service"),
+    ("cvstack-settings.service", "cvstack-model-sync.service"),
+    ("cvstack-settings.service", "cvstack-backend-env.service"),
+    ("cvstack-settings.service", "cvstack-tls.service"),
+    ("cvstack-tls.service", "nginx.service"),
+    ("cvstack-model-sync.service", "cvstack-engines.service"),
+    ("cvstack-engines.service", "cvstack-stack.service"),
+    ("cvstack-backend-env.service", "cvstack-stack.service"),
+]
+# The rows of the report, in boot order.
+STEPS = [
+    "cloud-init-local.service",
+    "cloud-init.service",
+    "network-online.target",
+    "docker.service",
+    "cvstack-settings.service",
+    "cvstack-model-sync.service",
+    "cvstack-backend-env.service",
+    "cvstack-tls.service",
+    "nginx.service",
+    "cvstack-engines.service",
+    "cvstack-stack.service",
+    "multi-user.target",
+    "cloud-final.service",
+    "cvstack-heartbeat.service",
+]
+NEW_ORIGIN = "https://second-boot.rehearsal.example"
+HEARTBEAT_AFTER_S = 60  # cvstack-heartbeat.timer: OnBootSec=1min
+BOOT_TIMEOUT_S = 300
+
+
+@pytest.fixture(scope="module")
+def rehearsal() -> Iterator[Rehearsal]:
+    if os.geteuid() != 0:
+        pytest.skip("the boot rehearsal needs root (systemd-nspawn, network namespaces)")
+    for tool in ("systemd-nspawn", "mmdebstrap", "dockerd", "nsenter"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} is not installed; run `make system-deps`")
+    with Rehearsal() as prepared:
+        yield prepared
+
+
+def check_boot(boot: Boot) -> dict[str, UnitTimes]:
+    """No ordering cycle, no failed unit, the documented order; returns the unit times."""
+    state = boot.wait_started(BOOT_TIMEOUT_S)
+    console = boot.console_text()
+    failed = boot.failed_units()
+    diagnosis = "\n".join(f"--- journal of {unit}\n{boot.journal(unit)}" for unit in failed)
+    assert "ordering cycle" not in console, console[-4000:]
+    assert not failed, f"failed units: {failed} (system {state})\n{diagnosis}"
+    assert state == "running", state
+    times = boot.unit_times(STEPS)
+    for earlier, later in ORDER:
+        done, starts = times[earlier].finished, times[later].started
+        assert done is not None, f"{earlier} never became active"
+        assert starts is not None, f"{later} never started"
+        assert done <= starts, f"{later} started at {starts:.2f} s, before {earlier} was done"
+    return times
+
+
+def websocket_reply(context: ssl.SSLContext, origin: str, token: str) -> dict[str, object]:
+    """The first message of `/ws/inference` through nginx, for a page on `origin`."""
+    with connect(
+        f"wss://{INSTANCE_ADDRESS}/ws/inference?token={token}",
+        ssl=context,
+        origin=Origin(origin),
+        open_timeout=10,
+    ) as websocket:
+        reply: dict[str, object] = json.loads(websocket.recv(timeout=10))
+    return reply
+
+
+def test_the_image_boots_twice_with_changed_settings(rehearsal: Rehearsal) -> None:
+    cloudwatch = aws_client("cloudwatch")
+    token = issue_token(rehearsal.session_secret, now=time.time())
+    assert rehearsal.cloud is not None
+
+    # First boot: user data, settings, model download, stack, heartbeat.
+    first = rehearsal.boot("first")
+    ready_first = wait_ready(first, BOOT_TIMEOUT_S)
+    times_first = check_boot(first)
+    context = instance_tls_context(rehearsal.root)
+    refused = websocket_reply(context, NEW_ORIGIN, token)
+    assert refused.get("code") == "origin_not_allowed", refused
+    sync_first = first.journal("cvstack-model-sync.service")
+    assert " 0 downloaded" not in sync_first, sync_first
+    fetched_first, log_mark = rehearsal.s3_downloads()
+    assert any(key.endswith(".onnx") for key in fetched_first), fetched_first
+    heartbeat = wait_for_heartbeat(first, rehearsal.cloud.instance_id, cloudwatch)
+    times_first = first.unit_times(STEPS)
+    imds = rehearsal.imds_requests()
+    assert any(r["method"] == "PUT" and r["status"] == 200 for r in imds), imds
+    assert any(
+        "/iam/security-credentials/" in r["path"] and r["status"] == 200 and r["token"]
+        for r in imds
+    ), imds
+    assert all(r["token"] for r in imds if r["method"] == "GET"), "a GET without an IMDSv2 token"
+    halt_first = first.halt()
+
+    models_prefix = rehearsal.settings["CVSTACK_MODELS_S3_URI"].split("/", 3)[3]
+    # Second boot: a new allowed origin in the settings parameter; models already current.
+    rehearsal.put_settings(
+        {
+            **rehearsal.settings,
+            "CVSTACK_FRONTEND_ORIGINS": rehearsal.settings["CVSTACK_FRONTEND_ORIGINS"]
+            + f",{NEW_ORIGIN}",
+        }
+    )
+    second = rehearsal.boot("second")
+    ready_second = wait_ready(second, BOOT_TIMEOUT_S)
+    times_second = check_boot(second)
+    accepted = websocket_reply(instance_tls_context(rehearsal.root), NEW_ORIGIN, token)
+    assert accepted.get("type") != "error", accepted
+    assert NEW_ORIGIN in second.exec(["cat", "/run/cvstack/backend.env"])
+    sync_second = second.journal("cvstack-model-sync.service")
+    assert " 0 downloaded" in sync_second, sync_second
+    fetched_second, _ = rehearsal.s3_downloads(log_mark)
+    assert fetched_second == [f"{models_prefix}manifest.json"], fetched_second  # no GetObject
+
+    report = render_report(
+        rehearsal,
+        [("first boot", times_first, ready_first), ("second boot", times_second, ready_second)],
+        heartbeat=heartbeat,
+        halt_s=halt_first,
+    )
+    (STATE_DIR / "report.md").write_text(report)
+    print("\n" + report)
+
+
+def wait_for_heartbeat(boot: Boot, instance_id: str, cloudwatch: object) -> float:
+    """Seconds from start until the timer's first heartbeat reached moto CloudWatch with
+    BackendReady=1 (the heartbeat saw the backend through /ready)."""
+    deadline = boot.t0 + HEARTBEAT_AFTER_S + 60
+    now = datetime.now(UTC)
+    while time.monotonic() < deadline:
+        statistics = cloudwatch.get_metric_statistics(  # type: ignore[attr-defined]
+            Namespace="cvstack",
+            MetricName="BackendReady",
+            Dimensions=[{"Name": "InstanceId", "Value": instance_id}],
+            StartTime=now - timedelta(minutes=10),
+            EndTime=now + timedelta(minutes=10),
+            Period=60,
+            Statistics=["Maximum"],
+        )["Datapoints"]
+        if statistics:
+            assert max(p["Maximum"] for p in statistics) == 1.0, statistics
+            reached = time.monotonic() - boot.t0
+            while (
+                boot.unit_times(["cvstack-heartbeat.service"])["cvstack-heartbeat.service"].finished
+                is None
+                and time.monotonic() < deadline
+            ):
+                time.sleep(0.5)
+            return reached
+        time.sleep(1)
+    raise AssertionError(
+        "no heartbeat datapoint in CloudWatch\n" + boot.journal("cvstack-heartbeat.service")
+    )
+
+
+def render_report(
+    rehearsal: Rehearsal,
+    boots: list[tuple[str, dict[str, UnitTimes], float]],
+    *,
+    heartbeat: float,
+    halt_s: float,
+) -> str:
+    """The markdown table for docs/benchmarks.md."""
+
+    def cell(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1f}"
+
+    header = "| step | " + " | ".join(f"{name}: start → done (s)" for name, _, _ in boots) + " |"
+    lines = [
+        "Boot rehearsal (`make rehearse`): seconds since the machine was started, from "
+        "systemd's own timestamps; 2-core CI machine, CPU Triton, random-weight models.",
+        "",
+        header,
+        "|---|" + "---|" * len(boots),
+    ]
+    for unit in STEPS:
+        cells = [f"{cell(t[unit].started)} → {cell(t[unit].finished)}" for _, t, _ in boots]
+        lines.append(f"| `{unit}` | " + " | ".join(cells) + " |")
+    lines.append(
+        "| **`/ready` 200 through nginx (TLS)** | "
+        + " | ".join(f"**{ready:.1f}**" for _, _, ready in boots)
+        + " |"
+    )
+    lines += [
+        "",
+        f"First heartbeat in CloudWatch: {heartbeat:.1f} s after the first boot started "
+        f"(timer OnBootSec=1min). Halt (power off, `compose down`): {halt_s:.1f} s.",
+        *(
+            f"Deviation on this host: {line.removeprefix('DEVIATION: ')}"
+            for line in (rehearsal.logs / "install-image.log").read_text().splitlines()
+            if line.startswith("DEVIATION: ")
+        ),
+        "",
+        "| setup step | s |",
+        "|---|---|",
+        *(f"| {name} | {seconds:.1f} |" for name, seconds in rehearsal.timer.steps.items()),
+        f"| total, setup and both boots | {time.monotonic() - rehearsal.started:.1f} |",
+    ]
+    return "\n".join(lines) + "\n"
