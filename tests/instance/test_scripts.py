@@ -297,3 +297,47 @@ def test_gpu_smoke_builds_a_plan_serves_it_on_the_gpu_and_checks_one_inference(
     else:
         assert result.returncode != 0 and message in result.stderr, result.stderr
     assert calls[-1] == "rm -f cvstack-gpu-smoke"  # nothing left running after the bake step
+
+
+RETRY = REPO_ROOT / "ami" / "scripts" / "retry.sh"
+
+
+def test_retry_runs_a_step_again_until_it_succeeds(tmp_path: Path) -> None:
+    tries = tmp_path / "tries"
+    # Fails twice (as a boot step does while IMDS or S3 is not there yet), then succeeds.
+    step = f'echo x >> {tries}; [ "$(wc -l < {tries})" -ge 3 ]'
+    result = subprocess.run(
+        ["bash", str(RETRY), "5", "0", "sh", "-c", step],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert tries.read_text().count("x") == 3
+    assert "try 2 of 5 failed (exit status 1)" in result.stderr
+
+
+def test_retry_gives_up_with_the_step_s_own_status(tmp_path: Path) -> None:
+    result = subprocess.run(
+        ["bash", str(RETRY), "3", "0", "sh", "-c", "exit 7"],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 7
+    assert "sh failed 3 times (last exit status 7); giving up" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["3", "0"], "usage: retry.sh ATTEMPTS DELAY_S COMMAND"),
+        (["0", "5", "true"], "ATTEMPTS must be a positive integer, got '0'"),
+        (["3", "5s", "true"], "DELAY_S must be a whole number of seconds, got '5s'"),
+    ],
+)
+def test_retry_refuses_bad_arguments(arguments: list[str], message: str) -> None:
+    result = subprocess.run(
+        ["bash", str(RETRY), *arguments], check=False, capture_output=True, text=True
+    )
+    assert result.returncode == 2 and message in result.stderr

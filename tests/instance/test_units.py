@@ -296,3 +296,21 @@ def test_provisioning_installs_and_enables_every_unit() -> None:
         if {"Install.WantedBy", "Install.RequiredBy"} & set(unit_settings(path))
     }
     assert installable <= enabled, installable - enabled
+
+
+def test_no_unit_that_others_require_restarts_itself() -> None:
+    """systemd before 254 (Debian 12 has 252, Ubuntu 22.04 249) fails every unit that
+    Requires= a oneshot at the oneshot's first failure and never starts them again after its
+    Restart= succeeds (seen under systemd-nspawn: "Dependency failed"). Steps that others need
+    retry inside themselves (ami/scripts/retry.sh) instead."""
+    required = {word for path in UNITS for word in words(unit_settings(path), "Unit.Requires")} | {
+        path.name for path in UNITS if "Install.RequiredBy" in unit_settings(path)
+    }
+    ours = {path.name for path in UNITS} & required
+    assert {"cvstack-settings.service", "cvstack-model-sync.service"} <= ours
+    for name in ours:
+        settings = unit_settings(UNITS_DIR / name)
+        assert settings.get("Service.Restart", ["no"]) == ["no"], name
+    for name in ("cvstack-settings", "cvstack-model-sync", "cvstack-backend-env"):
+        exec_start = unit_settings(UNITS_DIR / f"{name}.service")["Service.ExecStart"][0]
+        assert exec_start.startswith("/opt/cvstack/ami/scripts/retry.sh "), name
