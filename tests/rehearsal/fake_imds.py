@@ -6,6 +6,9 @@ instance's boto3 finds it exactly as on EC2 (the stack sets `require_imdsv2`): a
 with 401, as EC2 does with IMDSv2 required. Every request is logged as one JSON line, so the
 test can prove the instance took its identity and credentials from here, with tokens.
 
+`--outage-file`: while it holds a number N > 0, the next N credential requests answer 404 (and
+count it down), as IMDS can in the first seconds of a boot before the instance profile is there.
+
     python -m tests.rehearsal.fake_imds --instance-id i-... --region eu-west-1 --log FILE
 """
 
@@ -29,7 +32,9 @@ MAX_TTL_S = 21600
 class Metadata:
     """The instance's metadata tree and the tokens handed out so far."""
 
-    def __init__(self, instance_id: str, region: str, role: str, log: Path) -> None:
+    def __init__(
+        self, instance_id: str, region: str, role: str, log: Path, outage: Path | None = None
+    ) -> None:
         zone = f"{region}a"
         now = datetime.now(UTC)
         credentials = {
@@ -59,7 +64,19 @@ class Metadata:
         }
         self.tokens: dict[str, datetime] = {}
         self.log = log
+        self.outage = outage
         self.lock = threading.Lock()
+
+    def in_outage(self, path: str) -> bool:
+        """Whether this credentials request falls in an injected outage (counted down)."""
+        if self.outage is None or "/iam/security-credentials" not in path:
+            return False
+        with self.lock:
+            left = int(self.outage.read_text() or 0) if self.outage.is_file() else 0
+            if left <= 0:
+                return False
+            self.outage.write_text(str(left - 1))
+            return True
 
     def issue(self, ttl_s: int) -> str:
         token = secrets.token_urlsafe(32)
@@ -97,6 +114,9 @@ def handler_for(metadata: Metadata) -> type[BaseHTTPRequestHandler]:
             if not metadata.valid(self.headers.get(TOKEN_HEADER)):
                 self._answer(401, "")
                 return
+            if metadata.in_outage(path):
+                self._answer(404, "")
+                return
             body = metadata.paths.get(path) or metadata.paths.get(path.rstrip("/"))
             self._answer(200 if body is not None else 404, body or "")
 
@@ -133,8 +153,9 @@ def main() -> None:
     parser.add_argument("--address", default="169.254.169.254")
     parser.add_argument("--port", type=int, default=80)
     parser.add_argument("--log", type=Path, required=True)
+    parser.add_argument("--outage-file", type=Path)
     args = parser.parse_args()
-    metadata = Metadata(args.instance_id, args.region, args.role, args.log)
+    metadata = Metadata(args.instance_id, args.region, args.role, args.log, args.outage_file)
     server = ThreadingHTTPServer((args.address, args.port), handler_for(metadata))
     server.serve_forever()
 

@@ -706,6 +706,8 @@ class Rehearsal:
                         REGION,
                         "--log",
                         str(self.logs / "imds.jsonl"),
+                        "--outage-file",
+                        str(self.logs / "imds-outage"),
                     ],
                     self.logs / "imds.log",
                 )
@@ -825,6 +827,10 @@ class Rehearsal:
         )
         keys = [m.group(1) for line in lines[after_line:] if (m := pattern.match(line))]
         return keys, len(lines)
+
+    def imds_outage(self, requests: int) -> None:
+        """Answer the next `requests` credential requests with 404, as IMDS can early in a boot."""
+        (self.logs / "imds-outage").write_text(str(requests))
 
     def imds_requests(self) -> list[dict[str, Any]]:
         log = self.logs / "imds.jsonl"
