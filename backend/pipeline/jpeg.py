@@ -2,10 +2,23 @@
 
 The header walk reads the frame size from the SOFn segment, so a small file that claims a
 huge image (a pixel bomb) costs microseconds, not a full decode.
+
+The declared size alone does not bound the decode cost: a progressive JPEG may carry any
+number of scans, and libjpeg passes over every block of a component once per scan, so a
+2 MB file of ~150k tiny scans takes minutes of CPU at 1920x1080 (a "scan bomb"). Before
+decoding, a structure walk therefore visits every marker up to the end-of-image marker (in
+C-speed searches through the entropy-coded data) and refuses files with more than
+`FrameLimits.max_scans` scans or `max_segments` marker segments (`frame_too_complex`), and
+markers libjpeg does not support (`corrupt_jpeg`). Bytes after the end-of-image marker are
+ignored (cameras and browsers append some), and never reach the decoder.
+
+EXIF orientation is ignored: the frame is decoded as stored, so the reported width and
+height, the pixel limit and every coordinate refer to the same image the models see.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -14,7 +27,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 RejectCode = Literal[
-    "empty_frame", "not_jpeg", "corrupt_jpeg", "frame_too_large", "frame_too_many_pixels"
+    "empty_frame",
+    "not_jpeg",
+    "corrupt_jpeg",
+    "frame_too_large",
+    "frame_too_many_pixels",
+    "frame_too_complex",
 ]
 
 _SOI = b"\xff\xd8"
@@ -25,6 +43,13 @@ _EOI_MARKER = 0xD9
 _STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
 # Start-of-frame markers SOF0-SOF15, minus DHT (C4), JPG (C8) and DAC (CC).
 _SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+# Frame types libjpeg decodes: baseline, extended, progressive, lossless (Huffman, arithmetic).
+_SOF_SUPPORTED = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC9, 0xCA, 0xCB})
+# Segments with a length that libjpeg reads or skips: DHT, DAC, DQT, DNL, DRI, APP0-15, COM.
+_TABLES_AND_METADATA = frozenset({0xC4, 0xCC, 0xDB, 0xDC, 0xDD, *range(0xE0, 0xF0), 0xFE})
+# In entropy-coded data a marker is FF followed by anything but 00 (a stuffed FF byte), FF
+# (fill) or a restart marker RST0-RST7 (part of the scan).
+_NEXT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
 
 
 class FrameRejectedError(ValueError):  # the protocol's name for a refused frame
@@ -41,6 +66,11 @@ class FrameLimits:
 
     max_bytes: int = 2_000_000
     max_pixels: int = 1920 * 1080
+    # Decoding costs about one pass over the image per scan. libjpeg writes 10 scans for a
+    # progressive colour image, optimisers (mozjpeg, jpegtran) a few dozen at most.
+    max_scans: int = 100
+    # Marker segments of any kind (tables, metadata, scans): bounds the walk itself.
+    max_segments: int = 1000
 
 
 def decode_jpeg(data: bytes, limits: FrameLimits) -> NDArray[np.uint8]:
@@ -68,11 +98,14 @@ def decode_jpeg(data: bytes, limits: FrameLimits) -> NDArray[np.uint8]:
             f"the frame is {width}x{height} = {width * height:,} pixels, over the "
             f"{limits.max_pixels:,} pixel limit; downscale it before sending",
         )
-    if not data.rstrip(b"\x00").endswith(_EOI):
-        raise _corrupt("it does not end with the end-of-image marker FFD9 (truncated?)")
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    end = _image_end(data, limits)
+    # Only the bytes up to EOI, and EXIF orientation ignored: see the module docstring.
+    encoded = np.frombuffer(memoryview(data)[:end], dtype=np.uint8)
+    image = cv2.imdecode(encoded, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if image is None:
         raise _corrupt("OpenCV could not decode it")
+    if image.shape[:2] != (height, width):
+        raise _corrupt(f"it decodes to {image.shape[1]}x{image.shape[0]}, not {width}x{height}")
     return np.asarray(image, dtype=np.uint8)
 
 
@@ -107,6 +140,71 @@ def jpeg_size(data: bytes) -> tuple[int, int]:
             return width, height
         pos += length
     raise _corrupt("its headers end before the frame header (SOFn)")
+
+
+def _image_end(data: bytes, limits: FrameLimits) -> int:
+    """The offset just past the end-of-image marker, after checking every marker before it.
+
+    Raises `frame_too_complex` past `limits.max_scans` scans or `limits.max_segments`
+    segments, and `corrupt_jpeg` for a marker libjpeg cannot decode or a missing end marker.
+    The Python loop runs once per segment, so its cost is bounded by `max_segments`; the
+    entropy-coded data after each scan header is searched by the regex engine.
+    """
+    pos, scans, segments, frame_seen = len(_SOI), 0, 0, False
+    while True:
+        if pos >= len(data):
+            raise _corrupt("it does not end with the end-of-image marker FFD9 (truncated?)")
+        if data[pos] != 0xFF:
+            raise _corrupt(f"byte {pos} should start a marker segment")
+        while pos < len(data) and data[pos] == 0xFF:  # fill bytes before the marker
+            pos += 1
+        if pos >= len(data):
+            continue  # reported as truncated above
+        marker = data[pos]
+        pos += 1
+        segments += 1
+        if segments > limits.max_segments:
+            raise _too_complex(f"it has over {limits.max_segments:,} marker segments")
+        if marker == _EOI_MARKER:
+            if scans == 0:
+                raise _corrupt("it ends before any image data")
+            return pos
+        if marker in _STANDALONE:
+            continue
+        if marker == _SOS:
+            scans += 1
+            if scans > limits.max_scans:
+                raise _too_complex(
+                    f"it has over {limits.max_scans} scans (progressive passes); each costs "
+                    "a pass over the whole image"
+                )
+        elif marker in _SOF_SUPPORTED:
+            if frame_seen:
+                raise _corrupt("it has more than one frame header (SOFn)")
+            frame_seen = True
+        elif marker not in _TABLES_AND_METADATA:
+            raise _corrupt(f"it has the marker FF{marker:02X}, which the decoder does not support")
+        if pos + 2 > len(data):
+            raise _corrupt("it does not end with the end-of-image marker FFD9 (truncated?)")
+        length = int.from_bytes(data[pos : pos + 2], "big")
+        if length < 2:
+            raise _corrupt(f"the segment at byte {pos - 2} declares a length of {length}")
+        pos += length
+        if marker == _SOS:
+            if not frame_seen:
+                raise _corrupt("the image data starts before any frame header (SOFn)")
+            found = _NEXT_MARKER.search(data, pos)
+            if found is None:
+                raise _corrupt("it does not end with the end-of-image marker FFD9 (truncated?)")
+            pos = found.start()
+
+
+def _too_complex(reason: str) -> FrameRejectedError:
+    return FrameRejectedError(
+        "frame_too_complex",
+        f"the frame is too costly to decode: {reason}; send a baseline JPEG "
+        "(e.g. canvas.toBlob(callback, 'image/jpeg')) or a standard progressive one",
+    )
 
 
 def _corrupt(reason: str) -> FrameRejectedError:

@@ -2,10 +2,17 @@
 
 Flow is computed on grayscale frames shrunk to `work_width` (speed), then scaled back so
 every value is in original-frame pixels per frame.
+
+A frame whose work image is under `MIN_FLOW_SIDE` pixels on a side (1x1, or a thin strip)
+has no usable motion (DIS refuses it outright): `update` raises `MotionSkippedError`, a
+`StageError` with code `frame_too_small`, so the client gets the reason in `errors` and the
+log gets one line, not a traceback. An OpenCV failure in the flow itself is reported the
+same way with code `motion_failed`.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -14,10 +21,20 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from backend.inference.triton_models import StageError
+
+log = logging.getLogger(__name__)
+
 FlowMethod = Literal["farneback", "dis"]
 
 # calcOpticalFlowFarneback: pyr_scale, levels, winsize, iterations, poly_n, poly_sigma, flags
 _FARNEBACK_PARAMS = (0.5, 3, 15, 3, 5, 1.2, 0)
+# The smallest work image flow is computed on (DIS needs 12 px on both sides).
+MIN_FLOW_SIDE = 16
+
+
+class MotionSkippedError(StageError):
+    """No flow for this frame; `code` says why (`frame_too_small`, `motion_failed`)."""
 
 
 @dataclass(frozen=True)
@@ -71,9 +88,27 @@ class MotionEstimator:
         gray = self._work_image(frame_bgr)
         previous, previous_size = self._previous, self._previous_size
         self._previous, self._previous_size = gray, (orig_w, orig_h)
+        work_h, work_w = gray.shape
+        if min(work_w, work_h) < MIN_FLOW_SIDE:
+            self.reset()
+            log.warning(
+                "motion skipped: %dx%d frame, %dx%d at work size", orig_w, orig_h, work_w, work_h
+            )
+            raise MotionSkippedError(
+                "frame_too_small",
+                f"motion needs a frame of at least {MIN_FLOW_SIDE} pixels on each side at "
+                f"{self.work_width} pixels wide; this one is {orig_w}x{orig_h}",
+            )
         if previous is None or previous_size != (orig_w, orig_h):
             return None
-        flow = self._flow(previous, gray)
+        try:
+            flow = self._flow(previous, gray)
+        except cv2.error as error:
+            self.reset()
+            log.warning("motion failed on a %dx%d frame: %s", orig_w, orig_h, _one_line(error))
+            raise MotionSkippedError(
+                "motion_failed", "optical flow failed on this frame"
+            ) from error
         flow *= np.array([orig_w / gray.shape[1], orig_h / gray.shape[0]], dtype=np.float32)
         rows, cols = math.ceil(orig_h / self.step), math.ceil(orig_w / self.step)
         grid = cv2.resize(flow, (cols, rows), interpolation=cv2.INTER_AREA).reshape(rows, cols, 2)
@@ -108,3 +143,7 @@ class MotionEstimator:
                 previous, current, None, *_FARNEBACK_PARAMS
             )
         return np.asarray(flow, dtype=np.float32)
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__

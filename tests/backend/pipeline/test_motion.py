@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import asdict
 
@@ -10,7 +11,13 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from backend.pipeline.motion import FlowField, FlowMethod, MotionEstimator
+from backend.pipeline.motion import (
+    MIN_FLOW_SIDE,
+    FlowField,
+    FlowMethod,
+    MotionEstimator,
+    MotionSkippedError,
+)
 
 METHODS: list[FlowMethod] = ["dis", "farneback"]
 
@@ -97,3 +104,36 @@ def test_size_change_and_reset_restart_the_sequence(texture: NDArray[np.uint8]) 
 def test_rejects_unknown_method() -> None:
     with pytest.raises(ValueError, match="unknown optical flow method"):
         MotionEstimator("lucas-kanade")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize(("width", "height"), [(1, 1), (8, 8), (15, 200), (1920, 9)])
+def test_tiny_frames_are_skipped_with_a_reason_and_one_log_line(
+    method: FlowMethod,
+    width: int,
+    height: int,
+    texture: NDArray[np.uint8],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    estimator = MotionEstimator(method)
+    tiny = np.zeros((height, width, 3), dtype=np.uint8)
+    caplog.set_level(logging.INFO, logger="backend.pipeline.motion")
+    for _ in range(2):  # the first frame and a following one
+        with pytest.raises(MotionSkippedError) as caught:
+            estimator.update(tiny)
+        assert caught.value.code == "frame_too_small"
+        assert f"{width}x{height}" in str(caught.value)
+    records = [r for r in caplog.records if r.name == "backend.pipeline.motion"]
+    assert len(records) == 2
+    assert all(r.exc_info is None and "\n" not in r.getMessage() for r in records)
+    frame = np.ascontiguousarray(texture[:240, :320])  # normal frames start a new sequence
+    assert estimator.update(frame) is None
+    assert estimator.update(frame) is not None
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_smallest_frame_with_motion(method: FlowMethod, texture: NDArray[np.uint8]) -> None:
+    side = MIN_FLOW_SIDE
+    first, second = shifted_pair(texture, side, side, 1, 0)
+    field = flow_between(MotionEstimator(method), first, second)
+    assert (field.orig_w, field.orig_h) == (side, side)
