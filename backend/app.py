@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from backend.api.log_redaction import install_token_redaction
 from backend.api.routes import health, inference_ws, metrics
 from backend.core.config import Settings
 from backend.core.runtime import Runtime
@@ -27,7 +28,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await runtime.close()
 
-    app = FastAPI(title="cvstack", version="0.1.0", lifespan=lifespan)
+    install_token_redaction()  # session tokens arrive in the query, which uvicorn logs
+    # The API pages describe every route to anyone; production serves none of them.
+    public_docs = config.environment != "production"
+    app = FastAPI(
+        title="cvstack",
+        version="0.1.0",
+        lifespan=lifespan,
+        openapi_url="/openapi.json" if public_docs else None,
+        docs_url="/docs" if public_docs else None,
+        redoc_url="/redoc" if public_docs else None,
+    )
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(inference_ws.router)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, TypeAdapter, ValidationError
+from pydantic_core import ErrorDetails
 
 SYSTEM_PROMPT_MAX_CHARS = 2000
 
@@ -23,13 +24,16 @@ class _Strict(BaseModel):
 
 
 class InitParams(_Strict):
-    """Which stages run for this session (the reference design's `init.params`)."""
+    """Which stages run for this session (the reference design's `init.params`).
 
-    use_yolo: bool = True
-    use_yolo_pose: bool = False
-    use_ocr: bool = False
-    use_motion: bool = False
-    use_langchain: bool = False
+    The switches take JSON `true`/`false` only: "yes", "on", 1 and the like are refused.
+    """
+
+    use_yolo: StrictBool = True
+    use_yolo_pose: StrictBool = False
+    use_ocr: StrictBool = False
+    use_motion: StrictBool = False
+    use_langchain: StrictBool = False
     system_prompt: str | None = Field(None, max_length=SYSTEM_PROMPT_MAX_CHARS)
 
 
@@ -74,6 +78,14 @@ def parse_client_message(text: str, max_bytes: int) -> ClientMessage:
         raise ProtocolError(
             "invalid_json", f"text messages must be JSON objects ({exc.msg})"
         ) from None
+    except RecursionError:  # "[[[[..." deeper than the interpreter's recursion limit
+        raise ProtocolError(
+            "invalid_json", "text messages must be JSON objects (nested too deeply)"
+        ) from None
+    except ValueError:  # an integer over Python's digit limit (sys.get_int_max_str_digits)
+        raise ProtocolError(
+            "invalid_json", "text messages must be JSON objects (a number has too many digits)"
+        ) from None
     if not isinstance(raw, dict):
         raise ProtocolError("invalid_json", "text messages must be JSON objects with a 'type'")
     kind = raw.get("type")
@@ -86,8 +98,14 @@ def parse_client_message(text: str, max_bytes: int) -> ClientMessage:
         return _ADAPTER.validate_python(raw)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc'][1:]) or 'message'}: {error['msg']}"
+            f"{'.'.join(str(part) for part in error['loc'][1:]) or 'message'}: {_problem(error)}"
             for error in exc.errors()
         )
         code = "invalid_params" if kind == "init" else "invalid_message"
         raise ProtocolError(code, f"invalid '{kind}' message: {problems}") from None
+
+
+def _problem(error: ErrorDetails) -> str:
+    if error["type"] == "bool_type":
+        return "must be JSON true or false"
+    return error["msg"]

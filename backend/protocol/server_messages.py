@@ -7,6 +7,7 @@ tests validate real messages against it.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Literal, NotRequired
 
 from pydantic import TypeAdapter
@@ -125,8 +126,20 @@ def queue_status(
     return message
 
 
+# An absolute file path of two or more parts ("/srv/cvstack/models/x.onnx"), not a URL's path
+# ("http://host/a/b") nor a route mentioned in prose ("call /start").
+_SERVER_PATH = re.compile(r"(?<![\w.:/~-])/(?:[\w.@+-]+/)+[\w.@+-]*")
+SERVER_PATH_PLACEHOLDER = "<server path>"
+
+
+def without_paths(text: str) -> str:
+    """`text` with absolute server file paths replaced: clients need not see the layout."""
+    return _SERVER_PATH.sub(SERVER_PATH_PLACEHOLDER, text) if "/" in text else text
+
+
 def error_message(code: str, message: str, *, fatal: bool = False) -> ErrorMessage:
-    return {"type": "error", "code": code, "message": message, "fatal": fatal}
+    """An `error` message; any server file path in `message` is replaced by a placeholder."""
+    return {"type": "error", "code": code, "message": without_paths(message), "fatal": fatal}
 
 
 def server_message_schema() -> dict[str, Any]:

@@ -36,6 +36,7 @@ from backend.protocol.server_messages import (
     ServerMessage,
     error_message,
     queue_status,
+    without_paths,
 )
 from backend.session.admission import AdmissionTimeoutError
 from backend.session.frame_queue import LatestFrameQueue, QueuedFrame
@@ -232,7 +233,7 @@ class InferenceSession:
                 "latency_ms": round(latency_s * 1000, 2),
                 "stage_ms": result.stage_ms,
                 "dropped_frames": self.frames.dropped,
-                "errors": result.errors,
+                "errors": {stage: without_paths(text) for stage, text in result.errors.items()},
             },
         }
         await self.send(message)
@@ -256,10 +257,11 @@ class InferenceSession:
             )
         except (OSError, sqlite3.Error) as exc:
             log.warning("session %s: no summary backlog at %s: %s", self.id, path, exc)
-            await self._error(
+            reason = (exc.strerror if isinstance(exc, OSError) else None) or type(exc).__name__
+            await self._error(  # the path stays in the server's log, not in the client's view
                 "summaries_unavailable",
-                f"LLM summaries are off for this run: the server cannot write its backlog in "
-                f"{settings.summary_dir} ({exc}); the other stages run as requested",
+                f"LLM summaries are off for this run: the server cannot write its summary "
+                f"backlog ({reason}; check CVSTACK_SUMMARY_DIR); the other stages run as requested",
             )
             return None
         summarizer = Summarizer(

@@ -6,6 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from backend.api.deps import RuntimeDep
+from backend.protocol.server_messages import without_paths
 
 router = APIRouter(tags=["health"])
 
@@ -22,7 +23,7 @@ async def ready(runtime: RuntimeDep) -> JSONResponse:
     body = {
         "ready": all(checks.values()),
         "triton": checks,
-        "ocr": ocr_problem or "ready",
+        "ocr": without_paths(ocr_problem) if ocr_problem else "ready",
         "active_sessions": runtime.gate.active,
         "waiting_sessions": runtime.gate.waiting,
     }

@@ -31,14 +31,14 @@ SCHEMA = json.loads((REPO_ROOT / "docs" / "protocol.schema.json").read_text())
 class BackendServer:
     """uvicorn serving `create_app(settings)` in a thread of the test process."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, log_level: str = "warning") -> None:
         self.settings = settings
         self.app = create_app(settings)
         config = uvicorn.Config(
             self.app,
             host=settings.host,
             port=settings.port,
-            log_level="warning",
+            log_level=log_level,
             ws_max_size=settings.ws_max_message_bytes,
             ws_per_message_deflate=False,
         )
@@ -103,9 +103,11 @@ def start_backend(
     """Start a backend with settings overrides; every one started is stopped after the test."""
     started: list[BackendServer] = []
 
-    def start(triton_address: ServerAddress | None = None, **overrides: Any) -> BackendServer:
+    def start(
+        triton_address: ServerAddress | None = None, *, log_level: str = "warning", **overrides: Any
+    ) -> BackendServer:
         settings = backend_settings(yolo_models_dir, triton_address or triton.address, **overrides)
-        server = BackendServer(settings).start()
+        server = BackendServer(settings, log_level).start()
         started.append(server)
         return server
 
