@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from backend.bench import boot_bench, motion_bench, triton_bench, ws_bench
+from backend.bench import boot_bench, hostile_cli, motion_bench, triton_bench, ws_bench
 from backend.cli_support import fail, positive_int
 from backend.model_prep.manifest import ManifestError
 from backend.paths import default_models_dir
@@ -39,6 +39,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     boot = commands.add_parser("boot", help="boot to ready: S3 model sync, Triton, backend")
     boot_bench.add_arguments(boot)
     boot.set_defaults(handler=boot_bench.main)
+
+    hostile = commands.add_parser(
+        "hostile", help="attacks on the local stack while a normal session measures itself"
+    )
+    hostile_cli.add_arguments(hostile)
+    hostile.set_defaults(handler=hostile_cli.main)
 
 
 def _triton(args: argparse.Namespace) -> int:
