@@ -46,7 +46,7 @@ BACKLOG_GLOB = "*.sqlite3*"
 @dataclass(frozen=True)
 class HostileConfig:
     seconds: float = 20.0  # the victim's measuring time during each attack, once admitted
-    quiet_seconds: float = 15.0
+    quiet_seconds: float = 8.0  # the victim alone, right before each attack
     warmup_s: float = 2.0  # attack time before the victim starts
     settle_s: float = 20.0  # longest wait for memory, descriptors and sessions to settle
     admit_within_s: float = 10.0  # target: admitted this long after a slot is due
@@ -71,7 +71,8 @@ class Phase:
 class Row:
     name: str
     phase: Phase | None  # None: not run
-    victim: VictimRun | None
+    quiet: VictimRun | None  # the victim alone, right before the attack
+    victim: VictimRun | None  # the victim during the attack
     admit_within_s: float
     before: Usage
     after: Usage
@@ -80,17 +81,17 @@ class Row:
     not_run: str | None = None
     backend_exit: int | None = None  # the backend's exit code if it died during the attack
 
-    def failures(self, quiet_p95_ms: float) -> list[str]:
+    def failures(self) -> list[str]:
         """The targets this row missed."""
-        victim = self.victim
-        if victim is None:
+        quiet, victim = self.quiet, self.victim
+        if quiet is None or victim is None:
             return []
         failed = [] if self.backend_exit is None else [f"backend died ({self.backend_exit})"]
         if victim.admitted_s is None or victim.admitted_s > self.admit_within_s:
             failed.append("admission")
         if victim.dropped is not None:
             failed.append("victim dropped")
-        if victim.p95_ms is None or victim.p95_ms > P95_FACTOR * quiet_p95_ms:
+        if victim.p95_ms is None or victim.p95_ms > P95_FACTOR * (quiet.p95_ms or 0.0):
             failed.append("p95")
         if self.after.rss_mb > RSS_SLACK * self.before.rss_mb:
             failed.append("RSS")
@@ -105,18 +106,13 @@ class Row:
 class HostileResult:
     machine: str
     config: HostileConfig
-    quiet: VictimRun
     baseline: Usage
     rows: list[Row]
     final: Usage
 
-    @property
-    def quiet_p95_ms(self) -> float:
-        return self.quiet.p95_ms or 0.0
-
     def passed(self) -> bool:
         return (
-            all(not row.failures(self.quiet_p95_ms) for row in self.rows)
+            all(not row.failures() for row in self.rows)
             and self.final.rss_mb <= RSS_SLACK * self.baseline.rss_mb
             and self.final.fds <= self.baseline.fds
         )
@@ -140,9 +136,7 @@ def run_hostile_bench(
             config.send_timeout_s, summary_dir=None if no_disk else str(disk),
         )  # fmt: skip
         bench = _Bench(target, config, server, disk, pool, stop)
-        frames = sample_frames()
-        asyncio.run(run_victim(target, frames, seconds=3))  # warm-up, not measured
-        quiet = asyncio.run(run_victim(target, frames, seconds=config.quiet_seconds))
+        asyncio.run(run_victim(target, sample_frames(), seconds=3))  # warm-up, not measured
         baseline, nothing_left = bench.settle(None, None, 2.0)
         rows: list[Row] = []
         for name in config.attacks:
@@ -154,10 +148,10 @@ def run_hostile_bench(
                 skip = no_disk
             if skip is not None:
                 title = ATTACKS[name].title
-                rows.append(Row(title, None, None, 0, before, before, left, left, skip))
+                rows.append(Row(title, None, None, None, 0, before, before, left, left, skip))
             else:
                 rows.append(bench.attack_phase(name, before, left))
-        return HostileResult(describe_machine(), config, quiet, baseline, rows, server.usage())
+        return HostileResult(describe_machine(), config, baseline, rows, server.usage())
 
 
 def _settings(config: HostileConfig, secret: str, disk: Path) -> dict[str, str]:
@@ -192,8 +186,10 @@ class _Bench:
     stop: Event
 
     def attack_phase(self, name: str, before: Usage, left_before: Leftovers) -> Row:
-        """Start the attack, run the victim beside it, stop it, let the server settle."""
+        """Measure the victim alone, then start the attack and run the victim beside it,
+        stop the attack and let the server settle."""
         attack, config = ATTACKS[name], self.config
+        quiet = asyncio.run(run_victim(self.target, sample_frames(), seconds=config.quiet_seconds))
         admit_within = config.admit_within_s + (config.send_timeout_s if attack.takes_slots else 0)
         give_up = admit_within + config.admission_grace_s
         max_s = SLOTS_TIMEOUT_S + give_up + config.seconds + 30
@@ -217,7 +213,7 @@ class _Bench:
         phase = Phase(counts, seconds, attacker_cpu_s, backend_cpu_s)
         after, left = self.settle(before, left_before, config.settle_s)
         return Row(
-            attack.title, phase, victim, admit_within, before, after, left_before, left,
+            attack.title, phase, quiet, victim, admit_within, before, after, left_before, left,
             backend_exit=self.server.exit_code(),
         )  # fmt: skip
 

@@ -21,7 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--seconds", type=positive_int, default=20, help="victim measuring time per attack"
     )
-    parser.add_argument("--quiet-seconds", type=positive_int, default=15)
+    parser.add_argument(
+        "--quiet-seconds", type=positive_int, default=8, help="victim alone before each attack"
+    )
     parser.add_argument(
         "--settle-seconds", type=positive_int, default=20, help="longest wait after an attack"
     )

@@ -51,6 +51,7 @@ async def _fragmented_message(ctx: AttackContext) -> None:
                 await ws.send(batch)
                 sent += FRAGMENTS_PER_WRITE
                 ctx.count("fragments", FRAGMENTS_PER_WRITE)
+                await asyncio.sleep(0)  # let the reader see a close as soon as it comes
             await ws.send(encode_frame(OP_CONTINUATION, b"ab"))  # the end of the message
         async with asyncio.timeout(30):
             await closed  # raises how the server ended it

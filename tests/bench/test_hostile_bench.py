@@ -44,7 +44,6 @@ def test_hostile_bench_runs_every_attack(yolo_models_dir: Path) -> None:
     )
     result = run_hostile_bench(yolo_models_dir, config)
 
-    assert result.quiet.round_trips_ms and result.quiet.p95_ms is not None
     assert [row.name for row in result.rows] == [attack.title for attack in ATTACKS.values()]
     for row in result.rows:
         if row.phase is None:  # only the disk attack may be skipped, and only without root
@@ -52,6 +51,7 @@ def test_hostile_bench_runs_every_attack(yolo_models_dir: Path) -> None:
             continue
         assert row.phase.counts.get("connections", 0) > 0, row
         assert row.phase.counts.get(EVIDENCE[row.name], 0) > 0, row
+        assert row.quiet is not None and row.quiet.p95_ms is not None, row
         assert row.victim is not None and row.after.fds > 0 and row.after.rss_mb > 0
 
     table = render_markdown(result)
