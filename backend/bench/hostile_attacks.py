@@ -32,6 +32,7 @@ BAIT_LIMIT_BYTES = 16 << 20
 SUMMARIES = {**DETECT_ONLY, "use_langchain": True}
 DISK_FREE_BYTES = 128 << 10  # what the full disk leaves: enough to open a backlog, not to grow it
 DISK_SESSION_S = 4.0
+DISK_FPS = 2.0  # enough for a summary window a second, little enough not to load the CPU
 
 
 @functools.cache
@@ -100,11 +101,12 @@ async def token_reuse(ctx: AttackContext) -> None:
 
 
 async def failing_disk(ctx: AttackContext) -> None:
-    """Sessions with summaries, 4 s each, while the backlog's disk stays full."""
+    """`max_sessions` sessions with summaries, 4 s each at 2 fps, while the backlog's disk
+    stays full."""
     if ctx.target.summary_dir is None:
         raise RuntimeError("the disk attack needs the bench's tmpfs")
     attempt = functools.partial(
-        _streamer, ctx, SUMMARIES, normal_frames(), lifetime_s=DISK_SESSION_S
+        _streamer, ctx, SUMMARIES, normal_frames(), fps=DISK_FPS, lifetime_s=DISK_SESSION_S
     )
     await asyncio.gather(
         _keep_full(ctx, Path(ctx.target.summary_dir)),

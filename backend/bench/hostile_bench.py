@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
+import os
 import secrets
 import time
 from collections.abc import Iterator, Mapping
@@ -109,6 +110,7 @@ class HostileResult:
     baseline: Usage
     rows: list[Row]
     final: Usage
+    load: tuple[float, float]  # lowest and highest 1-minute load average seen at phase starts
 
     def passed(self) -> bool:
         return (
@@ -139,7 +141,9 @@ def run_hostile_bench(
         asyncio.run(run_victim(target, sample_frames(), seconds=3))  # warm-up, not measured
         baseline, nothing_left = bench.settle(None, None, 2.0)
         rows: list[Row] = []
+        loads = [os.getloadavg()[0]]
         for name in config.attacks:
+            loads.append(os.getloadavg()[0])
             before = rows[-1].after if rows else baseline
             left = (rows[-1].left_after if rows else nothing_left) or Leftovers(0, 0, 0)
             code = server.exit_code()
@@ -151,7 +155,8 @@ def run_hostile_bench(
                 rows.append(Row(title, None, None, None, 0, before, before, left, left, skip))
             else:
                 rows.append(bench.attack_phase(name, before, left))
-        return HostileResult(describe_machine(), config, baseline, rows, server.usage())
+        load = (min(loads), max(loads))
+        return HostileResult(describe_machine(), config, baseline, rows, server.usage(), load)
 
 
 def _settings(config: HostileConfig, secret: str, disk: Path) -> dict[str, str]:

@@ -21,7 +21,8 @@ def render_markdown(result: HostileResult) -> str:
     lines = [
         "### Hostile clients",
         "",
-        f"Machine: {result.machine}.",
+        f"Machine: {result.machine}; 1-minute load average {result.load[0]:.1f}-"
+        f"{result.load[1]:.1f} at the start of the phases.",
         "",
         f"Victim: one session, detection only, 320x240 JPEGs, closed loop at up to 10 fps (one "
         f"frame in flight); quiet: alone for {config.quiet_seconds:.0f} s right before each "
