@@ -70,12 +70,14 @@ async def _non_reader(ctx: AttackContext) -> None:
         bait = encode_frame(OP_TEXT, b'{"type":"bogus"}') * 200
         bait += encode_frame(OP_BINARY, normal_frames()[0])
         sent = 0
-        with contextlib.suppress(TimeoutError):
+        try:
             while sent < BAIT_LIMIT_BYTES:
                 async with asyncio.timeout(STALL_S):
                     await ws.send(bait)
                 sent += len(bait)
-            ctx.count("never stalled")
+            ctx.count("writes never stalled")
+        except TimeoutError:
+            ctx.count("writes stalled")
         while not ws.peer_gone():
             await asyncio.sleep(0.2)
         async with asyncio.timeout(5):  # the server gave up on us: read to its close frame

@@ -17,14 +17,14 @@ from backend.bench.hostile_context import AttackOptions
 from backend.bench.hostile_report import render_markdown
 from backend.bench.hostile_runner import ATTACKS
 
-# What each attack must have done, beyond opening connections.
+# What each attack must have done or seen, beyond opening connections.
 EVIDENCE = {
     "non-reading clients": "admitted",
-    "expensive JPEGs": "frames",
+    "expensive JPEGs": "error frame_too_complex",
     "fragmented messages": "fragments",
     "slowloris": "descriptor budget",
     "connect/reset churn": "resets",
-    "malformed JSON flood": "messages",
+    "malformed JSON flood": "error invalid_json",
     "token reuse": "admitted",
     "failing backlog disk": "frames",
 }
