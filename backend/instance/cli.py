@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -75,6 +76,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     nginx.add_argument("--https-port", type=port_number, default=443)
     nginx.add_argument("--backend-port", type=port_number, default=8080)
     nginx.add_argument("--max-body-bytes", type=positive_int, default=2_000_000)
+    for limit in dataclasses.fields(nginx_config.ClientLimits):  # --header-timeout-s 10 ...
+        nginx.add_argument(
+            f"--{limit.name.replace('_', '-')}",
+            type=positive_int,
+            default=limit.default,
+            help=f"client limit (default {limit.default}); see docs/security.md",
+        )
     nginx.add_argument("--out", type=Path, required=True)
     nginx.set_defaults(handler=_nginx_config)
 
@@ -154,11 +162,21 @@ def _heartbeat(args: argparse.Namespace) -> int:
 
 
 def _nginx_config(args: argparse.Namespace) -> int:
+    try:
+        limits = nginx_config.ClientLimits(
+            **{
+                limit.name: getattr(args, limit.name)
+                for limit in dataclasses.fields(nginx_config.ClientLimits)
+            }
+        )
+    except ValueError as invalid:
+        return fail(str(invalid))
     site = nginx_config.NginxSite(
         http_port=args.http_port,
         https_port=args.https_port,
         backend_port=args.backend_port,
         max_body_bytes=args.max_body_bytes,
+        limits=limits,
     )
     args.out.write_text(nginx_config.render_nginx_site(site))
     print(f"nginx site written to {args.out}", file=sys.stderr)  # --out /dev/stdout stays clean

@@ -6,7 +6,8 @@ high ports and run it in a real nginx.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
@@ -16,6 +17,54 @@ from backend.paths import REPO_ROOT
 TEMPLATE = REPO_ROOT / "ami" / "nginx" / "cvstack.conf.j2"
 TLS_DIR = Path("/etc/cvstack/tls")
 ACME_ROOT = Path("/var/lib/cvstack/acme")
+LOG_DIR = Path("/var/log/nginx")
+MAX_TIMEOUT_S = 3600
+MAX_CONNECTIONS_PER_IP = 65535  # nginx refuses a larger limit_conn
+MAX_RATE = 100_000
+
+
+@dataclass(frozen=True)
+class ClientLimits:
+    """What one client may hold or ask of nginx (issue 11: no client can lock everyone out).
+
+    The defaults come from measurements through a real nginx (docs/security.md): one Chromium
+    page makes 14-15 requests, up to 10 at once over HTTP/2 (with a limit of 8 or less some
+    page loads failed: a refused module script is not retried), then holds 1 WebSocket; a tab
+    whose backend keeps dropping it reconnects at most every 0.5 s (2 handshakes in any 1 s);
+    a TCP + TLS + WebSocket handshake on loopback takes 10 ms (p50) to 50 ms (max).
+    """
+
+    # Whole request head, TLS handshake included (nginx starts the clock at the accept): a link
+    # with a 1 s round trip needs ~3 s (TLS 1.2: 2 round trips, then the request).
+    header_timeout_s: int = 10
+    # Between two reads of a request body / two writes to the client (slow readers, WebSocket
+    # clients that stop reading included).
+    body_timeout_s: int = 10
+    send_timeout_s: int = 30
+    # An idle keep-alive connection (HTTP/1.1, and HTTP/2 on nginx >= 1.19.7).
+    keepalive_timeout_s: int = 20
+    # WebSocket: nginx closes it when the backend sent nothing for this long; the backend pings
+    # every 15 s (CVSTACK_PING_INTERVAL_S), so 60 s is four missed pings.
+    ws_idle_timeout_s: int = 60
+    # Requests in progress per client address, WebSockets included (each HTTP/2 stream counts):
+    # three page loads at once, or a page load and 20 WebSockets behind one NAT address.
+    connections_per_ip: int = 32
+    # WebSocket handshakes per client address: 2.5x a reconnecting tab, and a burst for 20 tabs
+    # or NAT neighbours reconnecting at once after a backend restart.
+    handshakes_per_s: int = 5
+    handshake_burst: int = 20
+
+    def __post_init__(self) -> None:
+        for limit in dataclasses.fields(self):
+            value = getattr(self, limit.name)
+            if limit.name.endswith("_timeout_s"):
+                most = MAX_TIMEOUT_S
+            elif limit.name == "connections_per_ip":
+                most = MAX_CONNECTIONS_PER_IP
+            else:
+                most = MAX_RATE
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= most:
+                raise ValueError(f"{limit.name} must be a whole number 1..{most}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -28,6 +77,8 @@ class NginxSite:
     max_body_bytes: int = 2_000_000  # CVSTACK_MAX_FRAME_BYTES
     tls_dir: Path = TLS_DIR
     acme_root: Path = ACME_ROOT
+    log_dir: Path = LOG_DIR
+    limits: ClientLimits = field(default_factory=ClientLimits)
 
 
 def render_nginx_site(site: NginxSite) -> str:
@@ -46,4 +97,6 @@ def render_nginx_site(site: NginxSite) -> str:
         max_body_bytes=site.max_body_bytes,
         tls_dir=site.tls_dir,
         acme_root=site.acme_root,
+        log_dir=site.log_dir,
+        limits=site.limits,
     )

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from moto import mock_aws
 
-from backend.instance.nginx_config import NginxSite, render_nginx_site
+from backend.instance.nginx_config import ClientLimits, NginxSite, render_nginx_site
 from backend.paths import REPO_ROOT
 from backend.triton_server.local_server import LocalTritonServer, ServerAddress
 from tests.backend.service.conftest import (  # fixtures re-exported for this package
@@ -119,9 +119,16 @@ def _wait_listening(port: int, process: subprocess.Popen[bytes], log: Path) -> N
 
 
 @contextmanager
-def running_nginx(prefix: Path, backend_port: int, max_body_bytes: int) -> Iterator[NginxSite]:
+def running_nginx(
+    prefix: Path,
+    backend_port: int,
+    max_body_bytes: int,
+    limits: ClientLimits | None = None,
+) -> Iterator[NginxSite]:
     """The shipped site in a real nginx on free loopback ports, with a self-signed certificate
-    from the unit's own script (`<site.tls_dir>/fullchain.pem`), in front of `backend_port`."""
+    from the unit's own script (`<site.tls_dir>/fullchain.pem`), in front of `backend_port`.
+    Every log nginx writes lies in `prefix` (the site's own: `cvstack-access.log`,
+    `cvstack-error.log`)."""
     nginx = require_tool("nginx")
     ports = ServerAddress.on_free_ports()
     site = NginxSite(
@@ -131,6 +138,8 @@ def running_nginx(prefix: Path, backend_port: int, max_body_bytes: int) -> Itera
         max_body_bytes=max_body_bytes,
         tls_dir=prefix / "tls",
         acme_root=prefix / "acme",
+        log_dir=prefix,
+        limits=limits or ClientLimits(),
     )
     make_self_signed(site.tls_dir)
     site_file = prefix / "cvstack.conf"
