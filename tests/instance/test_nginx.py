@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import re
 import ssl
 import subprocess
 import threading
@@ -13,11 +15,13 @@ import warnings
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import sync_playwright
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 from websockets.sync.server import ServerConnection, serve
 
-from backend.instance.nginx_config import NginxSite, render_nginx_site
+from backend.cli import main
+from backend.instance.nginx_config import ClientLimits, NginxSite, render_nginx_site
 from tests.backend.service.conftest import Client, jpeg_frame
 from tests.instance.conftest import (
     MAX_FRAME_BYTES,
@@ -56,12 +60,58 @@ def test_production_rendering_passes_nginx_t(tmp_path: Path) -> None:
     assert "listen 80 default_server;" in text and "listen 443 ssl http2 default_server;" in text
     assert "return 301 https://$host$request_uri;" in text
     assert "client_max_body_size 2000000;" in text
+    # The defences of issue 11 with their production numbers (tests/instance/test_nginx_limits.py
+    # shows each one working), in both servers where they are per server.
+    limits = ClientLimits()
+    for directive in (
+        f"client_header_timeout {limits.header_timeout_s}s;",
+        "reset_timedout_connection on;",
+        f"limit_conn cvstack_conn {limits.connections_per_ip};",
+        "access_log /var/log/nginx/cvstack-access.log cvstack_access;",
+        "error_log /var/log/nginx/cvstack-error.log crit;",
+    ):
+        assert text.count(directive) == 2, directive
+    assert f"rate={limits.handshakes_per_s}r/s;" in text
+    assert f"limit_req zone=cvstack_handshakes burst={limits.handshake_burst} nodelay;" in text
+    assert f"proxy_read_timeout {limits.ws_idle_timeout_s}s;" in text
+    log_format = text[text.index("log_format cvstack_access") :].split(";")[0]
+    assert not re.findall(r"\$(?:request|request_uri|args|query_string|arg_\w+)\b", log_format)
     (tmp_path / "site.conf").write_text(text)
     config = nginx_main_config(tmp_path, tmp_path / "site.conf")
     result = subprocess.run(
         [nginx, "-t", "-c", str(config)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [
+        {"connections_per_ip": 0},
+        {"connections_per_ip": 65536},  # nginx's own maximum is 65535
+        {"header_timeout_s": 3601},
+        {"ws_idle_timeout_s": 1.5},
+        {"handshake_burst": True},
+        {"handshakes_per_s": -1},
+    ],
+)
+def test_client_limits_out_of_range_are_refused(limits: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match=next(iter(limits))):
+        ClientLimits(**limits)  # type: ignore[arg-type]
+
+
+def test_the_cli_renders_tuned_limits_and_refuses_impossible_ones(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "site.conf"
+    argv = ["instance", "nginx-config", "--out", str(out)]
+    assert main([*argv, "--connections-per-ip", "7", "--header-timeout-s", "4"]) == 0
+    text = out.read_text()
+    assert text.count("limit_conn cvstack_conn 7;") == 2
+    assert text.count("client_header_timeout 4s;") == 2
+    assert f"burst={ClientLimits().handshake_burst} nodelay;" in text  # the rest: defaults
+    assert main([*argv, "--connections-per-ip", "65536"]) == 2
+    assert "connections_per_ip must be a whole number 1..65535" in capsys.readouterr().err
 
 
 def test_health_and_ready_are_proxied_with_security_headers(nginx_front: NginxFront) -> None:
@@ -167,3 +217,41 @@ def test_websocket_upgrade_keeps_the_forwarding_headers(tmp_path: Path) -> None:
     assert received["x-forwarded-for"] == "127.0.0.1"
     assert received["x-forwarded-proto"] == "https"
     assert received["upgrade"].lower() == "websocket"
+
+
+def test_a_browser_page_streams_through_nginx_within_the_default_limits(
+    nginx_front: NginxFront,
+) -> None:
+    """The defaults leave room for real use: two Chromium tabs from one address load the page
+    (about 15 requests, up to 10 of them at once over HTTP/2) and stream over their WebSockets,
+    and nginx refuses none of it. A limit_conn below 10 breaks a lone page load: a refused
+    module script is not retried."""
+    args = [
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+    ]
+    if os.geteuid() == 0:
+        args.append("--no-sandbox")
+    access_log = nginx_front.site.log_dir / "cvstack-access.log"
+    logged_before = len(access_log.read_text().splitlines())
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=require_tool("chromium"), args=args)
+        try:
+            contexts = [browser.new_context(ignore_https_errors=True) for _ in range(2)]
+            pages = [context.new_page() for context in contexts]
+            for page in pages:
+                page.set_default_timeout(60_000)
+                page.goto(f"{nginx_front.https}/", wait_until="commit")
+            for page in pages:
+                page.wait_for_function("() => window.cvstack?.stats.results >= 2")
+            for context in contexts:
+                context.close()
+        finally:
+            browser.close()
+    requests = access_log.read_text().splitlines()[logged_before:]
+    assert sum("/ws/inference" in line for line in requests) >= 2
+    assert len(requests) >= 2 * 10, requests  # the page and its modules came through nginx
+    assert not [line for line in requests if '" 429 ' in line], requests
