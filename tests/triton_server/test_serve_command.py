@@ -13,12 +13,9 @@ import psutil
 import pytest
 
 from backend.paths import REPO_ROOT
-from backend.triton_server.local_server import SHM_DIR, ServerAddress
+from backend.triton_server.local_server import ServerAddress
 from backend.triton_server.metrics import read_model_counters
-
-
-def shm_regions() -> set[str]:
-    return {path.name for path in SHM_DIR.glob("cvstack_*")}
+from tests.triton_server.shm import shm_regions, triton_shm_prefix
 
 
 def start_serve(models_dir: Path, home: Path) -> tuple[subprocess.Popen[str], str]:
@@ -50,34 +47,33 @@ def start_serve(models_dir: Path, home: Path) -> tuple[subprocess.Popen[str], st
 def test_signal_stops_the_server_and_cleans_shared_memory(
     yolo_models_dir: Path, tmp_path: Path, signum: int
 ) -> None:
-    regions_before = shm_regions()
     process, metrics_url = start_serve(yolo_models_dir, tmp_path)
     children = psutil.Process(process.pid).children(recursive=True)
-    assert any(child.name() == "tritonserver" for child in children)
+    prefix = triton_shm_prefix(children)
     assert read_model_counters(metrics_url, "yolo").requests == 0
-    assert shm_regions() - regions_before, "the Python backend stubs should hold shm regions"
+    assert shm_regions(prefix), "the Python backend stubs should hold shm regions"
 
     process.send_signal(signum)
     assert process.wait(timeout=30) == 0
     _, alive = psutil.wait_procs(children, timeout=10)
     assert alive == []
-    assert shm_regions() <= regions_before
+    assert shm_regions(prefix) == set()
 
 
 def test_killing_the_launcher_takes_the_server_down_too(
     yolo_models_dir: Path, tmp_path: Path
 ) -> None:
-    regions_before = shm_regions()
     process, _ = start_serve(yolo_models_dir, tmp_path)
     server = next(
         child
         for child in psutil.Process(process.pid).children(recursive=True)
         if child.name() == "tritonserver"
     )
+    prefix = triton_shm_prefix([server])
     process.kill()
     process.wait(timeout=10)
     deadline = time.monotonic() + 20
     while server.is_running() and server.status() != psutil.STATUS_ZOMBIE:
         assert time.monotonic() < deadline, "tritonserver outlived its launcher"
         time.sleep(0.1)
-    assert shm_regions() <= regions_before, "the server's graceful exit frees its shm"
+    assert shm_regions(prefix) == set(), "the server's graceful exit frees its shm"

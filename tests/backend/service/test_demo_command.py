@@ -15,14 +15,14 @@ import psutil
 from websockets.sync.client import connect
 
 from backend.paths import REPO_ROOT
-from backend.triton_server.local_server import SHM_DIR, ServerAddress
+from backend.triton_server.local_server import ServerAddress
 from tests.backend.service.conftest import jpeg_frame
+from tests.triton_server.shm import shm_regions, triton_shm_prefix
 
 
 def test_demo_serves_frames_then_ctrl_c_leaves_nothing_behind(
     yolo_models_dir: Path, tmp_path: Path
 ) -> None:
-    regions_before = {p.name for p in SHM_DIR.glob("cvstack_*")}
     triton = ServerAddress.on_free_ports()
     port = ServerAddress.on_free_ports().http_port
     demo = subprocess.Popen(
@@ -58,13 +58,14 @@ def test_demo_serves_frames_then_ctrl_c_leaves_nothing_behind(
                 pass
             assert message["data"]["errors"] == {}
         children = psutil.Process(demo.pid).children(recursive=True)
-        assert any(child.name() == "tritonserver" for child in children)
+        prefix = triton_shm_prefix(children)
+        assert shm_regions(prefix), "the Python backend stubs should hold shm regions"
 
         demo.send_signal(signal.SIGINT)
         assert demo.wait(timeout=60) == 0
         _, alive = psutil.wait_procs(children, timeout=15)
         assert alive == []
-        assert {p.name for p in SHM_DIR.glob("cvstack_*")} <= regions_before
+        assert shm_regions(prefix) == set()
     finally:
         if demo.poll() is None:
             demo.kill()
