@@ -8,9 +8,10 @@ number of scans, and libjpeg passes over every block of a component once per sca
 2 MB file of ~150k tiny scans takes minutes of CPU at 1920x1080 (a "scan bomb"). Before
 decoding, a structure walk therefore visits every marker up to the end-of-image marker (in
 C-speed searches through the entropy-coded data) and refuses files with more than
-`FrameLimits.max_scans` scans or `max_segments` marker segments (`frame_too_complex`), and
-markers libjpeg does not support (`corrupt_jpeg`). Bytes after the end-of-image marker are
-ignored (cameras and browsers append some), and never reach the decoder.
+`FrameLimits.max_scans` scans or `max_segments` marker segments, or whose pixels times
+scans exceed `max_pixel_scans` (`frame_too_complex`: the cost bound, whatever the declared
+size), and markers libjpeg does not support (`corrupt_jpeg`). Bytes after the end-of-image
+marker are ignored (cameras and browsers append some), and never reach the decoder.
 
 EXIF orientation is ignored: the frame is decoded as stored, so the reported width and
 height, the pixel limit and every coordinate refer to the same image the models see.
@@ -71,6 +72,9 @@ class FrameLimits:
     max_scans: int = 100
     # Marker segments of any kind (tables, metadata, scans): bounds the walk itself.
     max_segments: int = 1000
+    # Pixels times scans: what a decode really costs (about 2 ms per million on one core of
+    # the 2-core dev machine, measured in docs/security.md). Twice a 1080p progressive image.
+    max_pixel_scans: int = 1920 * 1080 * 20
 
 
 def decode_jpeg(data: bytes, limits: FrameLimits) -> NDArray[np.uint8]:
@@ -98,7 +102,13 @@ def decode_jpeg(data: bytes, limits: FrameLimits) -> NDArray[np.uint8]:
             f"the frame is {width}x{height} = {width * height:,} pixels, over the "
             f"{limits.max_pixels:,} pixel limit; downscale it before sending",
         )
-    end = _image_end(data, limits)
+    end, scans = _image_end(data, limits)
+    if width * height * scans > limits.max_pixel_scans:
+        raise _too_complex(
+            f"decoding its {scans} scans at {width}x{height} would cost "
+            f"{width * height * scans:,} pixel passes, over the {limits.max_pixel_scans:,} limit; "
+            "send baseline JPEGs (one scan) or fewer pixels"
+        )
     # Only the bytes up to EOI, and EXIF orientation ignored: see the module docstring.
     encoded = np.frombuffer(memoryview(data)[:end], dtype=np.uint8)
     image = cv2.imdecode(encoded, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
@@ -142,8 +152,9 @@ def jpeg_size(data: bytes) -> tuple[int, int]:
     raise _corrupt("its headers end before the frame header (SOFn)")
 
 
-def _image_end(data: bytes, limits: FrameLimits) -> int:
-    """The offset just past the end-of-image marker, after checking every marker before it.
+def _image_end(data: bytes, limits: FrameLimits) -> tuple[int, int]:
+    """The offset just past the end-of-image marker and the number of scans, after checking
+    every marker before it.
 
     Raises `frame_too_complex` past `limits.max_scans` scans or `limits.max_segments`
     segments, and `corrupt_jpeg` for a marker libjpeg cannot decode or a missing end marker.
@@ -168,7 +179,7 @@ def _image_end(data: bytes, limits: FrameLimits) -> int:
         if marker == _EOI_MARKER:
             if scans == 0:
                 raise _corrupt("it ends before any image data")
-            return pos
+            return pos, scans
         if marker in _STANDALONE:
             continue
         if marker == _SOS:

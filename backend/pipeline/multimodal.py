@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Coroutine
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -82,7 +83,11 @@ class SessionPipeline:
         Raises `FrameRejectedError` when the bytes are not an acceptable JPEG.
         """
         stage_ms: dict[str, float] = {}
-        image, prepared = await self._timed("decode", stage_ms, self._prepare, jpeg)
+        # Each session has at most one frame in flight and the decode pool one worker per
+        # session slot, so a session's costly frames never queue another session's decode.
+        image, prepared = await self._timed(
+            "decode", stage_ms, self._prepare, jpeg, pool=self.runtime.decode_pool
+        )
         height, width = image.shape[:2]
         jobs: dict[str, Coroutine[Any, Any, Any]] = {}
         if self.params.use_yolo:
@@ -241,17 +246,22 @@ class SessionPipeline:
         return texts or None, info
 
     async def _timed(
-        self, stage: str, stage_ms: dict[str, float], function: Callable[..., T], *args: Any
+        self,
+        stage: str,
+        stage_ms: dict[str, float],
+        function: Callable[..., T],
+        *args: Any,
+        pool: Executor | None = None,
     ) -> T:
         started = time.perf_counter()
-        result = await self._run(function, *args)
+        result = await self._run(function, *args, pool=pool)
         stage_ms[stage] = _ms_since(started)
         self.runtime.metrics.stage_latency.labels(stage).observe(stage_ms[stage] / 1000)
         return result
 
-    async def _run(self, function: Callable[..., T], *args: Any) -> T:
+    async def _run(self, function: Callable[..., T], *args: Any, pool: Executor | None = None) -> T:
         return await asyncio.get_running_loop().run_in_executor(
-            self.runtime.cpu_pool, function, *args
+            pool or self.runtime.cpu_pool, function, *args
         )
 
     @staticmethod

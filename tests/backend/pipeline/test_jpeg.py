@@ -186,6 +186,28 @@ def test_scan_limit_is_inclusive() -> None:
     assert caught.value.code == "frame_too_complex"
 
 
+@pytest.mark.usefixtures("no_decoding")
+def test_full_size_image_with_many_legal_scans_is_refused_before_decoding() -> None:
+    """Under the scan limit but 1920x1080: pixels times scans is what bounds the cost."""
+    costly = scan_bomb(1920, 1080, scans=60)
+    with pytest.raises(FrameRejectedError) as caught:
+        decode_jpeg(costly, LIMITS)
+    assert caught.value.code == "frame_too_complex"
+    assert "60 scans at 1920x1080" in str(caught.value)
+
+
+def test_pixel_scan_budget_is_inclusive() -> None:
+    limits = FrameLimits(max_pixel_scans=64 * 48 * 12)
+    assert decode_jpeg(scan_bomb(64, 48, scans=12), limits).shape == (48, 64, 3)
+    with pytest.raises(FrameRejectedError) as caught:
+        decode_jpeg(scan_bomb(64, 48, scans=13), limits)
+    assert caught.value.code == "frame_too_complex"
+
+
+def test_standard_progressive_full_size_frame_is_decoded() -> None:
+    assert decode_jpeg(progressive_jpeg(1920, 1080), LIMITS).shape == (1080, 1920, 3)
+
+
 def test_too_many_segments_are_refused(sample_jpeg: bytes) -> None:
     comments = b"\xff\xfe\x00\x03x" * 1000  # 1000 COM segments, plus the image's own
     with pytest.raises(FrameRejectedError) as caught:
