@@ -81,7 +81,8 @@ class Backlog:
             )
             self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            if self._db.in_transaction:  # SQLite already rolled back after e.g. a full disk
+                self._db.execute("ROLLBACK")
             raise
         if dropped and self._ram:
             self._ram.popleft()

@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -47,6 +49,7 @@ class SummaryOutlet:
 
     deliver: Callable[[str], Awaitable[None]]  # one summary text
     dropped: Callable[[int], Awaitable[None]]  # windows dropped so far, beyond the cap
+    delayed: Callable[[str], Awaitable[None]]  # why windows wait in RAM (backlog unwritable)
 
 
 class Summarizer:
@@ -80,6 +83,8 @@ class Summarizer:
         self._tasks: list[asyncio.Task[None]] = []
         self._counted_size = len(backlog)
         self._last_drop_notice: float | None = None
+        self._last_delay_notice: float | None = None
+        self._unsaved: deque[Observation] = deque()  # closed windows the backlog refused
         metrics.summary_backlog.inc(self._counted_size)
 
     def start(self) -> None:
@@ -94,31 +99,53 @@ class Summarizer:
         self._window.add(result)
 
     async def close_window(self) -> None:
-        """Push the open window into the backlog (windows without frames are skipped)."""
+        """Push the open window into the backlog (windows without frames are skipped).
+
+        When the backlog cannot be written (a full disk), closed windows wait in RAM, at most
+        `summary_ram_items` of them, and are pushed first at the next window's close.
+        """
         now = self.clock()
         window, self._window = self._window, WindowCounts(start=now)
-        if window.frames == 0:
-            return
-        outcome = await self._io(self.backlog.push, window.close(now))
-        self._update_size()
-        if outcome.spilled:
-            self.metrics.summary_spilled.inc()
-        if outcome.dropped:
-            self.dropped += outcome.dropped
-            self.metrics.summary_dropped.inc(outcome.dropped)
+        if window.frames:
+            self._unsaved.append(window.close(now))
+        if len(self._unsaved) > self.settings.summary_ram_items:
+            self._unsaved.popleft()
+            self._count_drops(1)
             await self._notice_drops(now)
-        self._pending.set()
+        while self._unsaved:
+            try:
+                outcome = await self._io(self.backlog.push, self._unsaved[0])
+            except (OSError, sqlite3.Error) as exc:
+                await self._notice_unwritable(exc, now)
+                return
+            self._unsaved.popleft()
+            self._update_size()
+            if outcome.spilled:
+                self.metrics.summary_spilled.inc()
+            if outcome.dropped:
+                self._count_drops(outcome.dropped)
+                await self._notice_drops(now)
+            self._pending.set()
 
     async def aclose(self) -> None:
-        """Stop both tasks and delete the backlog file (the session is over)."""
+        """Stop both tasks and delete the backlog file (the session is over).
+
+        A task that died of an error is logged here; the file is deleted and the gauge
+        released whatever happened.
+        """
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self.metrics.summary_backlog.dec(self._counted_size)
-        self._counted_size = 0
-        await self._io(self.backlog.close, delete=True)
+        try:
+            for task in self._tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    try:
+                        await task
+                    except Exception:
+                        log.exception("a summaries task failed")
+        finally:
+            self.metrics.summary_backlog.dec(self._counted_size)
+            self._counted_size = 0
+            await self._io(self.backlog.close, delete=True)
 
     def windows_per_request(self) -> int:
         """More windows per request as the backlog grows: fewer requests, same coverage."""
@@ -174,6 +201,22 @@ class Summarizer:
             return template
         self.metrics.summaries.labels("llm").inc()
         return answer.strip()
+
+    def _count_drops(self, count: int) -> None:
+        self.dropped += count
+        self.metrics.summary_dropped.inc(count)
+
+    async def _notice_unwritable(self, exc: OSError | sqlite3.Error, now: float) -> None:
+        log.warning("summary backlog %s not writable: %s", self.backlog.path, exc)
+        last = self._last_delay_notice
+        if last is None or now - last >= DROP_NOTICE_INTERVAL_S:
+            self._last_delay_notice = now
+            reason = (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
+            await self.outlet.delayed(
+                f"the server cannot write its summary backlog ({reason}); observation "
+                f"windows wait in memory (now {len(self._unsaved)}, at most "
+                f"{self.settings.summary_ram_items}) and are saved as soon as it can"
+            )
 
     async def _notice_drops(self, now: float) -> None:
         last = self._last_drop_notice

@@ -117,3 +117,43 @@ def test_files_of_dead_processes_are_removed_and_live_ones_kept(tmp_path: Path) 
     assert live.path.exists() and str(os.getpid()) in live.path.name
     live.close(delete=True)
     assert list(tmp_path.iterdir()) == []
+
+
+FULL_DISK_CHILD = """
+    import resource, signal, sys
+    from backend.summaries.backlog import Backlog
+    from backend.summaries.observations import Observation
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write, not a killed process
+    backlog = Backlog(__import__("pathlib").Path(sys.argv[1]), ram_items=4, max_items=10**6)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+    pushed = 0
+    try:
+        while True:
+            backlog.push(Observation(start=pushed, end=pushed + 1, frames=1, detections={},
+                                     texts=("x" * 2000,)))
+            pushed += 1
+    except Exception as exc:
+        print(pushed, type(exc).__name__, exc, sep="|")
+    print(len(backlog), len(backlog.peek(10)), sep="|")
+"""
+
+
+def test_a_full_disk_raises_its_own_error_and_keeps_what_was_written(tmp_path: Path) -> None:
+    """The file-size limit stands in for a full disk: SQLite's own error must come out
+    (not "cannot rollback", which hid it), and every window pushed before stays readable."""
+    path = tmp_path / "b.sqlite3"
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(FULL_DISK_CHILD), str(path)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    failure, sizes = done.stdout.splitlines()
+    pushed, kind, message = failure.split("|")
+    assert int(pushed) > 0
+    assert kind == "OperationalError"
+    assert "rollback" not in message
+    assert message in ("database or disk is full", "disk I/O error")
+    assert sizes == f"{pushed}|4"

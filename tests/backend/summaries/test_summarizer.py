@@ -17,8 +17,9 @@ import pytest
 
 from backend.core.config import Settings
 from backend.observability.metrics import BackendMetrics
-from backend.summaries.backlog import Backlog, backlog_path
+from backend.summaries.backlog import Backlog, PushOutcome, backlog_path
 from backend.summaries.chat_model import build_chat_model
+from backend.summaries.observations import Observation
 from backend.summaries.summarizer import Summarizer, SummaryOutlet
 from tests.backend.summaries.conftest import OpenAIStub, frame_result
 from tests.backend.summaries.test_chat_model import llm_settings
@@ -32,12 +33,16 @@ class Client:
 
     summaries: list[str] = field(default_factory=list)
     drop_notices: list[int] = field(default_factory=list)
+    delay_notices: list[str] = field(default_factory=list)
 
     async def deliver(self, text: str) -> None:
         self.summaries.append(text)
 
     async def dropped(self, count: int) -> None:
         self.drop_notices.append(count)
+
+    async def delayed(self, message: str) -> None:
+        self.delay_notices.append(message)
 
     def texts(self) -> list[str]:
         """The window texts, summary by summary (the stub reverses the lines within one)."""
@@ -82,7 +87,7 @@ def run(
                 ),
                 io_pool=io_pool,
                 model=build_chat_model(settings, http_client),
-                outlet=SummaryOutlet(client.deliver, client.dropped),
+                outlet=SummaryOutlet(client.deliver, client.dropped, client.delayed),
                 metrics=metrics,
                 system_prompt=system_prompt,
                 clock=clock,
@@ -156,6 +161,39 @@ def test_a_ten_minute_outage_spills_to_disk_and_drains_in_order(
     assert sample(metrics, "cvstack_summaries_total", source="llm") == len(client.summaries)
     assert sample(metrics, "cvstack_llm_latency_seconds_count") == len(client.summaries)
     assert list(tmp_path.iterdir()) == [], "the backlog file goes with the session"
+
+
+def test_windows_wait_in_ram_while_the_disk_is_full_and_none_is_lost(
+    openai_stub: OpenAIStub, tmp_path: Path, io_pool: ThreadPoolExecutor
+) -> None:
+    """Fault injection: the backlog's writes fail as SQLite fails on a full disk."""
+    metrics = BackendMetrics()
+    openai_stub.mode = "error"
+
+    async def scenario(summarizer: Summarizer, client: Client, clock: Clock) -> None:
+        backlog = summarizer.backlog
+        push = backlog.push
+        full = True
+
+        def push_or_fail(observation: Observation) -> PushOutcome:
+            if full:
+                raise sqlite3.OperationalError("database or disk is full")
+            return push(observation)
+
+        backlog.push = push_or_fail  # type: ignore[method-assign]
+        await push_windows(summarizer, clock, range(5))
+        assert (len(backlog), summarizer.dropped) == (0, 0)
+        assert len(client.delay_notices) == 1, "told once, not once per window"
+        assert "database or disk is full" in client.delay_notices[0]
+        assert "now 1, at most 8" in client.delay_notices[0]
+        full = False
+        openai_stub.mode = "echo"
+        await push_windows(summarizer, clock, range(5, 7))
+        await until(lambda: len(backlog) == 0 and len(client.texts()) == 7)
+
+    client = run(outage_settings(openai_stub, tmp_path), io_pool, scenario, metrics)
+    assert client.texts() == [f"W{i:02d}" for i in range(7)]
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_beyond_the_cap_the_oldest_are_dropped_counted_and_told(
