@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import sys
 from typing import Any
 
 import uvicorn
 from pydantic import ValidationError
+from uvicorn.config import STARTUP_FAILURE
 
+from backend.api.connection_limits import raise_fd_limit, uvicorn_config
 from backend.app import create_app
 from backend.cli_support import fail, port_number
 from backend.core.config import Settings
@@ -91,14 +95,14 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _run_uvicorn(settings: Settings) -> None:
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level="info",
-        ws_max_size=settings.ws_max_message_bytes,
-        ws_per_message_deflate=False,  # JPEG frames do not compress; deflate only costs CPU
-    )
+    problem = raise_fd_limit(settings.max_connections)
+    if problem is not None:
+        print(f"warning: {problem}", file=sys.stderr, flush=True)
+    server = uvicorn.Server(uvicorn_config(create_app(settings), settings))
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the SIGINT it handled
+        server.run()
+    if not server.started:
+        raise SystemExit(STARTUP_FAILURE)
 
 
 def _first_problem(error: ValidationError) -> str:

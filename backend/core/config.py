@@ -38,6 +38,13 @@ class Settings(BaseSettings):
     frame_queue_size: int = Field(1, ge=1, le=32)
     ping_interval_s: float = Field(15.0, gt=0)
 
+    # Connection limits, enforced below the app (backend/api/connection_limits.py)
+    max_connections: int = Field(1000, ge=8, le=1_000_000)
+    handshake_timeout_s: float = Field(10.0, gt=0, le=300)
+    send_timeout_s: float = Field(10.0, gt=0, le=300)
+    max_message_fragments: int = Field(64, ge=1, le=100_000)
+    sessions_per_token: int = Field(1, ge=1, le=64)
+
     # Input limits
     max_frame_bytes: int = Field(2_000_000, ge=1_000)
     max_frame_pixels: int = Field(1920 * 1080, ge=64 * 64)

@@ -19,6 +19,7 @@ import pytest
 import uvicorn
 from websockets.sync.client import ClientConnection, connect
 
+from backend.api.connection_limits import uvicorn_config
 from backend.app import create_app
 from backend.core.config import Settings
 from backend.core.runtime import Runtime
@@ -34,15 +35,7 @@ class BackendServer:
     def __init__(self, settings: Settings, log_level: str = "warning") -> None:
         self.settings = settings
         self.app = create_app(settings)
-        config = uvicorn.Config(
-            self.app,
-            host=settings.host,
-            port=settings.port,
-            log_level=log_level,
-            ws_max_size=settings.ws_max_message_bytes,
-            ws_per_message_deflate=False,
-        )
-        self.server = uvicorn.Server(config)
+        self.server = uvicorn.Server(uvicorn_config(self.app, settings, log_level=log_level))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     @property
