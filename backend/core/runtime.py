@@ -17,6 +17,7 @@ from backend.inference.triton_models import TritonModels
 from backend.model_prep.manifest import Manifest, ManifestError, load_manifest
 from backend.observability.metrics import BackendMetrics
 from backend.ocr.engine import OcrEngine
+from backend.security.live_tokens import LiveTokens
 from backend.session.admission import AdmissionGate
 from backend.summaries.backlog import remove_orphans
 from backend.summaries.chat_model import build_chat_model
@@ -24,6 +25,8 @@ from backend.triton_server.metrics import ModelCounters, read_model_counters
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
+
+    from backend.session.inference_session import InferenceSession
 
 log = logging.getLogger(__name__)
 BATCH_POLL_S = 5.0
@@ -37,9 +40,11 @@ class Runtime:
     manifest: Manifest
     triton: TritonModels
     cpu_pool: ThreadPoolExecutor
+    decode_pool: ThreadPoolExecutor  # one worker per session slot: no session waits for a decoder
     ocr_pool: ThreadPoolExecutor
     ocr_engine: Future[OcrEngine] | None
     gate: AdmissionGate
+    live_tokens: LiveTokens[InferenceSession]
     metrics: BackendMetrics
     chat_model: BaseChatModel | None  # None: summaries come from the template
     llm_http: httpx.AsyncClient  # the OpenAI-compatible provider's connections
@@ -70,6 +75,9 @@ class Runtime:
             cpu_pool=ThreadPoolExecutor(
                 max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="cvstack-cpu"
             ),
+            decode_pool=ThreadPoolExecutor(
+                max_workers=settings.max_sessions, thread_name_prefix="cvstack-decode"
+            ),
             ocr_pool=ocr_pool,
             ocr_engine=(
                 ocr_pool.submit(
@@ -79,6 +87,7 @@ class Runtime:
                 else None
             ),
             gate=AdmissionGate(settings.max_sessions),
+            live_tokens=LiveTokens(settings.sessions_per_token),
             metrics=BackendMetrics(),
             chat_model=build_chat_model(settings, llm_http),
             llm_http=llm_http,
@@ -115,6 +124,7 @@ class Runtime:
         await self.triton.close()
         await self.llm_http.aclose()
         self.cpu_pool.shutdown(wait=True, cancel_futures=True)
+        self.decode_pool.shutdown(wait=True, cancel_futures=True)
         self.ocr_pool.shutdown(wait=True, cancel_futures=True)
         self.summary_pool.shutdown(wait=True)
 

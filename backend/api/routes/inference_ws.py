@@ -27,15 +27,22 @@ async def inference(websocket: WebSocket, runtime: WsRuntimeDep) -> None:
             close_code=POLICY_VIOLATION,
         )
         return
-    if settings.session_token_secret is not None:
-        try:
-            verify_token(
-                websocket.query_params.get("token"),
-                settings.session_token_secret.get_secret_value(),
-                now=time.time(),
-            )
-        except TokenError as exc:
-            runtime.metrics.errors.labels(exc.code).inc()
-            await session.reject(exc.code, str(exc), close_code=POLICY_VIOLATION)
-            return
-    await session.serve()
+    if settings.session_token_secret is None:
+        await session.serve()
+        return
+    try:
+        claims = verify_token(
+            websocket.query_params.get("token"),
+            settings.session_token_secret.get_secret_value(),
+            now=time.time(),
+        )
+    except TokenError as exc:
+        runtime.metrics.errors.labels(exc.code).inc()
+        await session.reject(exc.code, str(exc), close_code=POLICY_VIOLATION)
+        return
+    for older in runtime.live_tokens.admit(claims.nonce, session):
+        await older.replaced()
+    try:
+        await session.serve()
+    finally:
+        runtime.live_tokens.leave(claims.nonce, session)

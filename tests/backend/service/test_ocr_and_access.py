@@ -79,6 +79,32 @@ def test_token_is_required_when_a_secret_is_set(
     assert client.receive_type("inference")["data"]["errors"] == {}
 
 
+def test_a_token_serves_one_live_session_the_newest_connection_wins(
+    start_backend: Callable[..., BackendServer], open_client: OpenClient
+) -> None:
+    backend = start_backend(session_token_secret=SECRET, max_sessions=4)
+    shared = f"{backend.ws_url}?token={issue_token(SECRET, now=time.time())}"
+    older, _ = open_client(shared)
+    older.start(use_yolo=True)
+    other, _ = open_client(f"{backend.ws_url}?token={issue_token(SECRET, now=time.time())}")
+    other.start(use_yolo=True)
+    newer, _ = open_client(shared)
+    replaced = older.receive_type("error")
+    assert (replaced["code"], replaced["fatal"]) == ("session_replaced", True)
+    with pytest.raises(ConnectionClosed) as closed:
+        older.receive()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+    for client in (newer, other):  # a different token is not affected
+        if client is newer:
+            client.start(use_yolo=True)
+        client.connection.send(jpeg_frame())
+        assert client.receive_type("inference")["data"]["errors"] == {}
+    deadline = time.monotonic() + 10
+    while backend.runtime.gate.active != 2:  # the replaced session's slot is free again
+        assert time.monotonic() < deadline, f"{backend.runtime.gate.active} slots held"
+        time.sleep(0.05)
+
+
 def test_origins_outside_the_allowlist_are_refused(
     start_backend: Callable[..., BackendServer], open_client: OpenClient
 ) -> None:
