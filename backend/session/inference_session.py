@@ -16,6 +16,8 @@ import sqlite3
 import time
 import uuid
 from collections import deque
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -40,13 +42,14 @@ from backend.protocol.server_messages import (
 )
 from backend.session.admission import AdmissionTimeoutError
 from backend.session.frame_queue import LatestFrameQueue, QueuedFrame
-from backend.summaries.backlog import Backlog, backlog_path
+from backend.summaries.backlog import Backlog, backlog_path, remove_files
 from backend.summaries.summarizer import Summarizer, SummaryOutlet
 
 log = logging.getLogger(__name__)
 FPS_WINDOW = 30
 POLICY_VIOLATION = 1008
 TRY_AGAIN_LATER = 1013
+REPLACE_WAIT_S = 1.0
 
 
 class _ClientGoneError(Exception):
@@ -80,11 +83,13 @@ class InferenceSession:
         except _ClientGoneError:
             pass
         finally:
-            pinger.cancel()
-            await self._stop_streaming()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pinger
-            metrics.connections.dec()
+            try:
+                pinger.cancel()
+                await self._stop_streaming()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pinger
+            finally:
+                metrics.connections.dec()
 
     async def send(self, message: ServerMessage) -> None:
         text = json.dumps(message, separators=(",", ":"))
@@ -100,6 +105,20 @@ class InferenceSession:
             await self.send(error_message(code, message, fatal=True))
         with contextlib.suppress(RuntimeError, OSError):
             await self.ws.close(code=close_code, reason=code)
+
+    async def replaced(self) -> None:
+        """A newer connection took this session's token: end this one, briefly waiting."""
+        self.runtime.metrics.errors.labels("session_replaced").inc()
+        with contextlib.suppress(TimeoutError):  # a stalled client meets its send deadline
+            await asyncio.wait_for(
+                self.reject(
+                    "session_replaced",
+                    "a newer connection uses this session token; one token serves one "
+                    "session at a time (CVSTACK_SESSIONS_PER_TOKEN)",
+                    close_code=POLICY_VIOLATION,
+                ),
+                REPLACE_WAIT_S,
+            )
 
     async def _receive_forever(self) -> None:
         while True:
@@ -196,11 +215,31 @@ class InferenceSession:
                         "internal_error", "processing stopped after an internal error; "
                         "send 'start' to resume"))  # fmt: skip
         finally:
-            await pipeline.aclose()
-            if summarizer is not None:
-                await summarizer.aclose()
-            metrics.active_sessions.dec()
-            gate.release()
+            try:
+                await self._close_quietly("pipeline", pipeline.aclose)
+                if summarizer is not None and not await self._close_quietly(
+                    "summaries", summarizer.aclose
+                ):
+                    await self._remove_backlog(summarizer.backlog.path)
+            finally:  # even when cancelled while closing: the slot is never kept
+                metrics.active_sessions.dec()
+                gate.release()
+
+    async def _close_quietly(self, part: str, aclose: Callable[[], Awaitable[None]]) -> bool:
+        """Close one part of the session; a failure is logged (False), never stops the rest."""
+        try:
+            await aclose()
+        except Exception:
+            log.exception("session %s: closing the %s failed", self.id, part)
+            self.runtime.metrics.errors.labels("internal_error").inc()
+            return False
+        return True
+
+    async def _remove_backlog(self, path: Path) -> None:
+        try:
+            await self.runtime.loop.run_in_executor(self.runtime.summary_pool, remove_files, path)
+        except OSError:
+            log.exception("session %s: could not delete %s", self.id, path)
 
     async def _process(
         self,
@@ -251,10 +290,12 @@ class InferenceSession:
             ram_items=settings.summary_ram_items,
             max_items=settings.summary_max_items,
         )
+        opening = self.runtime.loop.run_in_executor(self.runtime.summary_pool, open_backlog)
         try:
-            backlog = await self.runtime.loop.run_in_executor(
-                self.runtime.summary_pool, open_backlog
-            )
+            backlog = await asyncio.shield(opening)
+        except asyncio.CancelledError:  # the file is still being made: delete it once it is
+            opening.add_done_callback(_discard_backlog)
+            raise
         except (OSError, sqlite3.Error) as exc:
             log.warning("session %s: no summary backlog at %s: %s", self.id, path, exc)
             reason = (exc.strerror if isinstance(exc, OSError) else None) or type(exc).__name__
@@ -264,16 +305,24 @@ class InferenceSession:
                 f"backlog ({reason}; check CVSTACK_SUMMARY_DIR); the other stages run as requested",
             )
             return None
-        summarizer = Summarizer(
-            settings=settings,
-            backlog=backlog,
-            io_pool=self.runtime.summary_pool,
-            model=self.runtime.chat_model,
-            outlet=SummaryOutlet(self._send_summary, self._send_drop_notice),
-            metrics=self.runtime.metrics,
-            system_prompt=params.system_prompt,
-        )
-        summarizer.start()
+        try:
+            summarizer = Summarizer(
+                settings=settings,
+                backlog=backlog,
+                io_pool=self.runtime.summary_pool,
+                model=self.runtime.chat_model,
+                outlet=SummaryOutlet(
+                    self._send_summary, self._send_drop_notice, self._send_delay_notice
+                ),
+                metrics=self.runtime.metrics,
+                system_prompt=params.system_prompt,
+            )
+            summarizer.start()
+        except BaseException:
+            await self.runtime.loop.run_in_executor(
+                self.runtime.summary_pool, functools.partial(backlog.close, delete=True)
+            )
+            raise
         return summarizer
 
     async def _send_summary(self, text: str) -> None:
@@ -289,13 +338,21 @@ class InferenceSession:
         with contextlib.suppress(_ClientGoneError):
             await self._error("summaries_dropped", message)
 
+    async def _send_delay_notice(self, message: str) -> None:
+        with contextlib.suppress(_ClientGoneError):
+            await self._error("summaries_delayed", message)
+
     async def _stop_streaming(self) -> None:
         streamer, self._streamer = self._streamer, None
         if streamer is None:
             return
         streamer.cancel()
-        with contextlib.suppress(asyncio.CancelledError, _ClientGoneError):
-            await streamer
+        try:
+            with contextlib.suppress(asyncio.CancelledError, _ClientGoneError):
+                await streamer
+        except Exception:  # it released its slot on the way out; the cause goes to the log
+            log.exception("session %s: the streamer failed", self.id)
+            self.runtime.metrics.errors.labels("internal_error").inc()
         self.frames.clear()
 
     async def _send_waiting(self, position: int) -> None:
@@ -320,3 +377,9 @@ class InferenceSession:
         if len(times) < 2 or times[-1] == times[0]:
             return 0.0
         return (len(times) - 1) / (times[-1] - times[0])
+
+
+def _discard_backlog(opening: asyncio.Future[Backlog]) -> None:
+    """Close and delete a backlog whose session ended while the file was being opened."""
+    if not opening.cancelled() and opening.exception() is None:
+        opening.result().close(delete=True)

@@ -112,9 +112,11 @@ class Backlog:
             self._refill()
 
     def close(self, *, delete: bool) -> None:
-        self._db.close()
-        if delete:
-            remove_files(self.path)
+        try:
+            self._db.close()
+        finally:
+            if delete:
+                remove_files(self.path)
 
     def _refill(self) -> None:
         """Top up RAM from disk, in order, after the last window already there."""

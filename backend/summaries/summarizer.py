@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from backend.core.config import Settings
 from backend.observability.metrics import BackendMetrics
-from backend.summaries.backlog import Backlog
+from backend.summaries.backlog import Backlog, remove_files
 from backend.summaries.chat_model import ask, is_timeout, summary_prompt
 from backend.summaries.observations import Observation, WindowCounts, merge
 from backend.summaries.output_check import summary_problem
@@ -145,7 +145,11 @@ class Summarizer:
         finally:
             self.metrics.summary_backlog.dec(self._counted_size)
             self._counted_size = 0
-            await self._io(self.backlog.close, delete=True)
+            try:
+                await self._io(self.backlog.close, delete=True)
+            except (OSError, sqlite3.Error):
+                log.exception("closing the summary backlog failed; deleting its files")
+                await self._io(remove_files, self.backlog.path)
 
     def windows_per_request(self) -> int:
         """More windows per request as the backlog grows: fewer requests, same coverage."""
