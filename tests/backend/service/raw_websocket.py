@@ -11,22 +11,7 @@ import struct
 from typing import Any
 from urllib.parse import urlsplit
 
-TEXT, BINARY, CONTINUATION, CLOSE = 1, 2, 0, 8
-
-
-def frame(opcode: int, payload: bytes, *, fin: bool = True) -> bytes:
-    """One masked client frame."""
-    first = opcode | (0x80 if fin else 0)
-    length = len(payload)
-    if length < 126:
-        header = struct.pack("!BB", first, 0x80 | length)
-    elif length < 1 << 16:
-        header = struct.pack("!BBH", first, 0x80 | 126, length)
-    else:
-        header = struct.pack("!BBQ", first, 0x80 | 127, length)
-    key = os.urandom(4)
-    masked = bytes(byte ^ key[i % 4] for i, byte in enumerate(payload))
-    return header + key + masked
+from backend.bench.hostile_ws import OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_TEXT, encode_frame
 
 
 def fragmented(payload: bytes, pieces: int) -> bytes:
@@ -34,7 +19,7 @@ def fragmented(payload: bytes, pieces: int) -> bytes:
     size = max(1, -(-len(payload) // pieces))
     chunks = [payload[i : i + size] for i in range(0, len(payload), size)]
     return b"".join(
-        frame(BINARY if i == 0 else CONTINUATION, chunk, fin=i == len(chunks) - 1)
+        encode_frame(OP_BINARY if i == 0 else OP_CONTINUATION, chunk, fin=i == len(chunks) - 1)
         for i, chunk in enumerate(chunks)
     )
 
@@ -66,7 +51,7 @@ class RawWebSocket:
         assert head.startswith(b"HTTP/1.1 101"), head
 
     def send_json(self, message: dict[str, Any]) -> None:
-        self.sock.sendall(frame(TEXT, json.dumps(message).encode()))
+        self.sock.sendall(encode_frame(OP_TEXT, json.dumps(message).encode()))
 
     def close_code(self, timeout: float) -> tuple[int, str] | None:
         """Read until the server's close frame (its code and reason) or the end of the
@@ -83,7 +68,7 @@ class RawWebSocket:
                 if len(data) < offset + length:
                     break
                 payload, data = data[offset : offset + length], data[offset + length :]
-                if opcode == CLOSE:
+                if opcode == OP_CLOSE:
                     return struct.unpack("!H", payload[:2])[0], payload[2:].decode()
             try:
                 chunk = self.sock.recv(1 << 20)

@@ -12,8 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
+from backend.bench.hostile_ws import OP_TEXT, encode_frame
 from tests.backend.service.conftest import BackendServer, Client, jpeg_frame
-from tests.backend.service.raw_websocket import TEXT, RawWebSocket, fragmented, frame
+from tests.backend.service.raw_websocket import RawWebSocket, fragmented
 
 OpenClient = Callable[..., tuple[Client, dict[str, Any]]]
 
@@ -27,7 +28,7 @@ def stalled_readers() -> Iterator[Callable[[str], RawWebSocket]]:
     sockets: list[RawWebSocket] = []
 
     def flood(ws: RawWebSocket) -> None:
-        with_errors = frame(TEXT, b"{") * 64
+        with_errors = encode_frame(OP_TEXT, b"{") * 64
         while not stop.is_set():
             try:
                 ws.sock.sendall(with_errors)
