@@ -148,7 +148,8 @@ async def _streamer(
     ctx.count("connections")
     try:
         async with asyncio.timeout(60):
-            await start_session(ws, params)
+            for code in await start_session(ws, params):
+                ctx.count(f"error {code}")
         ctx.count("admitted")
         started = time.monotonic()
         index = 0

@@ -67,19 +67,23 @@ async def open_session(target: Target, token: str, open_timeout: float = 10) -> 
     )
 
 
-async def start_session(ws: ClientConnection, params: Mapping[str, Any]) -> None:
-    """Send `init` and `start`, then wait until the session runs.
+async def start_session(ws: ClientConnection, params: Mapping[str, Any]) -> list[str]:
+    """Send `init` and `start`, wait until the session runs; returns the codes of the
+    non-fatal errors on the way (e.g. `summaries_unavailable`).
 
     Raises `RefusedError` on a fatal error or a close; `TimeoutError` is the caller's to set.
     """
     await ws.send(json.dumps({"type": "init", "params": dict(params)}))
     await ws.send(json.dumps({"type": "start"}))
+    errors: list[str] = []
     while True:
         message = await receive_json(ws)
         if message["type"] == "queue_status" and message["state"] == "running":
-            return
-        if message["type"] == "error" and message["fatal"]:
-            raise RefusedError(f"error {message['code']}")
+            return errors
+        if message["type"] == "error":
+            if message["fatal"]:
+                raise RefusedError(f"error {message['code']}")
+            errors.append(message["code"])
 
 
 async def receive_json(ws: ClientConnection) -> dict[str, Any]:
