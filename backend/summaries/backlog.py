@@ -48,13 +48,20 @@ class Backlog:
         self.ram_items = ram_items
         self.max_items = max_items
         path.parent.mkdir(parents=True, exist_ok=True)
+        existed = path.exists()
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS windows (seq INTEGER PRIMARY KEY, body TEXT NOT NULL)"
-        )
-        self._size: int = self._db.execute("SELECT COUNT(*) FROM windows").fetchone()[0]
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS windows (seq INTEGER PRIMARY KEY, body TEXT NOT NULL)"
+            )
+            self._size: int = self._db.execute("SELECT COUNT(*) FROM windows").fetchone()[0]
+        except BaseException:  # e.g. a full disk: no open descriptor, no half-made new file
+            self._db.close()
+            if not existed:
+                remove_files(path)
+            raise
         self._ram: deque[tuple[int, Observation]] = deque()
         self._last_seq = 0
         self._all_in_ram = self._size == 0  # no window lives on disk only

@@ -157,3 +157,37 @@ def test_a_full_disk_raises_its_own_error_and_keeps_what_was_written(tmp_path: P
     assert "rollback" not in message
     assert message in ("database or disk is full", "disk I/O error")
     assert sizes == f"{pushed}|4"
+
+
+FULL_DISK_OPEN_CHILD = """
+    import os, resource, signal, sys
+    from pathlib import Path
+    from backend.summaries.backlog import Backlog
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))  # not one byte may be written
+    folder = Path(sys.argv[1])
+    for index in range(3):
+        try:
+            Backlog(folder / f"{index}.sqlite3", ram_items=4, max_items=10)
+        except Exception as exc:
+            print(type(exc).__name__)
+    print(sorted(path.name for path in folder.iterdir()))
+    print(sum(os.readlink(f"/proc/self/fd/{fd}").startswith(str(folder))
+              for fd in os.listdir("/proc/self/fd") if os.path.islink(f"/proc/self/fd/{fd}")))
+"""
+
+
+def test_a_backlog_that_cannot_be_created_leaves_no_file_and_no_descriptor(
+    tmp_path: Path,
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(FULL_DISK_OPEN_CHILD), str(tmp_path)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    *errors, files, descriptors = done.stdout.splitlines()
+    assert errors == ["OperationalError"] * 3
+    assert (files, descriptors) == ("[]", "0")
