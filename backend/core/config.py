@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     send_timeout_s: float = Field(10.0, gt=0, le=300)
     max_message_fragments: int = Field(64, ge=1, le=100_000)
     sessions_per_token: int = Field(1, ge=1, le=64)
+    # Cores of decode + motion time one session may use; unset: CPUs / (max_sessions + 1)
+    session_cpu_share: float | None = Field(None, gt=0, le=256)
 
     # Input limits
     max_frame_bytes: int = Field(2_000_000, ge=1_000)

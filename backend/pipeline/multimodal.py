@@ -24,6 +24,7 @@ from backend.inference.triton_models import StageError
 from backend.model_prep.manifest import ModelEntry
 from backend.ocr.scheduler import OcrScheduler
 from backend.ocr.trigger import OcrTrigger, OcrTriggerConfig
+from backend.pipeline.cpu_share import CpuShare, fair_share
 from backend.pipeline.jpeg import FrameLimits, decode_jpeg
 from backend.pipeline.letterbox import Letterbox, letterbox
 from backend.pipeline.motion import FlowField, MotionEstimator
@@ -68,6 +69,7 @@ class SessionPipeline:
         self.pose_model = runtime.triton.models[settings.pose_model]
         self.limits = FrameLimits(settings.max_frame_bytes, settings.max_frame_pixels)
         self.tracker = ByteTracker()
+        self.cpu_share = CpuShare(settings.session_cpu_share or fair_share(settings.max_sessions))
         self.motion = (
             MotionEstimator(settings.motion_method, step=settings.flow_step)
             if params.use_motion
@@ -83,11 +85,16 @@ class SessionPipeline:
         Raises `FrameRejectedError` when the bytes are not an acceptable JPEG.
         """
         stage_ms: dict[str, float] = {}
+        await self.cpu_share.wait()
         # Each session has at most one frame in flight and the decode pool one worker per
         # session slot, so a session's costly frames never queue another session's decode.
-        image, prepared = await self._timed(
-            "decode", stage_ms, self._prepare, jpeg, pool=self.runtime.decode_pool
-        )
+        started = time.perf_counter()
+        try:
+            image, prepared = await self._timed(
+                "decode", stage_ms, self._prepare, jpeg, pool=self.runtime.decode_pool
+            )
+        finally:
+            self.cpu_share.charge(time.perf_counter() - started)
         height, width = image.shape[:2]
         jobs: dict[str, Coroutine[Any, Any, Any]] = {}
         if self.params.use_yolo:
@@ -106,6 +113,7 @@ class SessionPipeline:
                 self.runtime.metrics.errors.labels(_error_kind(outcome)).inc()
             else:
                 self.runtime.metrics.frames.labels(stage).inc()
+        self.cpu_share.charge(stage_ms.get("motion", 0.0) / 1000)
         yolo = _ok(outcomes.get("yolo"))
         flow: FlowField | None = _ok(outcomes.get("motion"))
         ocr, ocr_info = self._ocr_step(
