@@ -49,6 +49,7 @@ SEND_BUFFER_BYTES = 131_072
 FD_RESERVE = 256  # Triton channels, thread pools, model and backlog files, logs
 SEND_TIMEOUT_CODE = 1008
 TOO_MANY_FRAGMENTS_CODE = 1009
+INVALID_TEXT_CODE = 1007
 
 
 @dataclass(frozen=True)
@@ -157,6 +158,7 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
     limits: ClassVar[ConnectionLimits]
     fragmented: ClassVar[ThrottledWarning]
     stalled: ClassVar[ThrottledWarning]
+    bad_text: ClassVar[ThrottledWarning]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -210,6 +212,19 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
             f"message in over {self.limits.max_message_fragments} fragments",
         )
         self.handle_parser_exception()
+
+    def send_receive_event_to_app(self) -> None:
+        if self.curr_msg_data_type == "text" and not self.close_sent:
+            try:
+                b"".join(self.frames).decode()
+            except UnicodeDecodeError:  # uvicorn would log a traceback for each one
+                self.frames = []
+                self._failed = True
+                self.bad_text()
+                self.conn.fail(INVALID_TEXT_CODE, "text message is not UTF-8")
+                self.handle_parser_exception()
+                return
+        super().send_receive_event_to_app()
 
     def keepalive_timeout(self) -> None:
         super().keepalive_timeout()
@@ -285,6 +300,7 @@ def guarded_protocols(
                 "closed a WebSocket (1008 send_timeout) that read nothing for "
                 "CVSTACK_SEND_TIMEOUT_S=%.0f s"
             ),
+            "bad_text": ThrottledWarning("closed a WebSocket (1007) that sent text not in UTF-8"),
         },
     )
     return http, ws

@@ -160,3 +160,18 @@ def test_beyond_the_cap_of_live_connections_new_ones_are_refused(
         assert time.monotonic() < deadline, "the closed connection was never released"
         time.sleep(0.05)
     RawWebSocket(server.ws_url).close()
+
+
+def test_text_that_is_not_utf8_closes_with_1007_and_one_log_line(
+    start_backend: Callable[..., BackendServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    server = start_backend()
+    for _ in range(20):
+        ws = RawWebSocket(server.ws_url)
+        ws.sock.sendall(encode_frame(OP_TEXT, b"\xff\xfe not utf-8"))
+        assert ws.close_code(timeout=10) == (1007, "text message is not UTF-8")
+        ws.close()
+    assert httpx.get(f"{server.url}/health", timeout=10).status_code == 200
+    lines = [record for record in caplog.records if "UTF-8" in record.getMessage()]
+    assert len(lines) == 1, [record.getMessage() for record in lines]
+    assert lines[0].exc_info is None
