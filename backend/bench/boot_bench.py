@@ -106,8 +106,8 @@ def _boot(s3: S3Client, root: Path) -> BootRun:
     triton = LocalTritonServer(repository, names, root / "triton", ServerAddress.on_free_ports())
     triton_s = triton.start(timeout_s=120)
     try:
-        with backend_process(target, triton.address) as (_, backend_s):
-            pass
+        with backend_process(target, triton.address) as backend:
+            backend_s = backend.ready_s
     finally:
         triton.stop()
     return BootRun(cold.seconds, warm.seconds, triton_s, backend_s)

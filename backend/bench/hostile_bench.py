@@ -30,12 +30,12 @@ from backend.bench.hostile_server import (
     backend,
     raise_fd_limit,
     small_tmpfs,
-    triton_on_cpu,
 )
 from backend.bench.hostile_target import Target
 from backend.bench.hostile_victim import VictimRun, run_victim
 from backend.bench.machine import describe_machine
 from backend.bench.sample_frames import sample_frames
+from backend.bench.stack import triton_on_cpu
 
 ORIGIN = "https://app.hostile-bench.test"
 P95_FACTOR = 2.0  # target: victim p95 during an attack <= this x quiet p95
@@ -129,7 +129,7 @@ def run_hostile_bench(
     with (
         small_tmpfs() as (disk, no_disk),
         triton_on_cpu(models_dir) as triton,
-        backend(models_dir, triton, _settings(config, secret, disk), server_log) as server,
+        backend(models_dir, triton.address, _settings(config, secret, disk), server_log) as server,
         _attack_pool() as (pool, stop),
     ):
         pool.submit(prepare).result()

@@ -8,9 +8,7 @@ import json
 import os
 import resource
 import subprocess
-import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
@@ -18,10 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from backend.model_prep.manifest import load_manifest
-from backend.paths import REPO_ROOT
-from backend.triton_server.local_server import LocalTritonServer, ServerAddress
-from backend.triton_server.repository import render_repository
+from backend.bench.stack import BackendProcess, backend_process
+from backend.triton_server.local_server import ServerAddress
 
 TMPFS_BYTES = 8 << 20
 
@@ -51,20 +47,25 @@ class Leftovers:
 
 @dataclass(frozen=True)
 class Backend:
-    port: int
-    process: subprocess.Popen[bytes]
+    """The attacked `cvstack serve`, seen from outside: /proc and /ready."""
+
+    started: BackendProcess
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.started.url
+
+    @property
+    def port(self) -> int:
+        return self.started.port
 
     @property
     def pid(self) -> int:
-        return self.process.pid
+        return self.started.process.pid
 
     def exit_code(self) -> int | None:
         """None while the backend runs."""
-        return self.process.poll()
+        return self.started.process.poll()
 
     def usage(self) -> Usage:
         """Resident memory (VmRSS), open descriptors and CPU time, from /proc."""
@@ -90,65 +91,15 @@ class Backend:
 
 
 @contextlib.contextmanager
-def triton_on_cpu(models_dir: Path) -> Iterator[ServerAddress]:
-    """The real Triton on free ports with the prepared models."""
-    with tempfile.TemporaryDirectory(prefix="cvstack-hostile-") as tmp:
-        repository = Path(tmp) / "repository"
-        names = render_repository(load_manifest(models_dir), models_dir, repository, "cpu")
-        triton = LocalTritonServer(repository, names, Path(tmp), ServerAddress.on_free_ports())
-        triton.start()
-        try:
-            yield triton.address
-        finally:
-            triton.stop()
-
-
-@contextlib.contextmanager
 def backend(
     models_dir: Path,
     triton: ServerAddress,
     settings: Mapping[str, str],
     log: IO[bytes] | None = None,
-    timeout_s: float = 120,
 ) -> Iterator[Backend]:
-    """`cvstack serve` on a free port with `settings` (CVSTACK_* variables) on top of ours."""
-    port = ServerAddress.on_free_ports().http_port
-    env = {
-        **os.environ,
-        "CVSTACK_PORT": str(port),
-        "CVSTACK_MODELS_DIR": str(models_dir),
-        "CVSTACK_TRITON_GRPC_URL": triton.grpc_url,
-        "CVSTACK_TRITON_METRICS_URL": triton.metrics_url,
-        **settings,
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "backend.cli", "serve"],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=log or subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-    )
-    server = Backend(port, process)
-    try:
-        deadline = time.monotonic() + timeout_s
-        while not _ready(server.url):
-            if process.poll() is not None:
-                raise RuntimeError(f"the backend exited with code {process.returncode}")
-            if time.monotonic() > deadline:
-                raise RuntimeError("the backend did not become ready in time")
-            time.sleep(0.1)
-        yield server
-    finally:
-        process.terminate()
-        process.wait(30)
-
-
-def _ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/ready", timeout=1) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
+    """`cvstack serve` on a free port with `settings` (CVSTACK_* variables) on top."""
+    with backend_process(models_dir, triton, settings=settings, log=log) as started:
+        yield Backend(started)
 
 
 @contextlib.contextmanager
