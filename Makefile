@@ -101,6 +101,7 @@ bench: models
 	$(CVSTACK) bench triton
 	$(CVSTACK) bench motion
 	$(CVSTACK) bench stream
+	$(CVSTACK) bench hostile
 
 clean:
 	rm -rf $(VENV) .cvstack cdk.out node_modules
