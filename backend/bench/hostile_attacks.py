@@ -95,6 +95,14 @@ async def expensive_jpegs(ctx: AttackContext) -> None:
     await ctx.swarm([attempt] * sessions)
 
 
+async def normal_load(ctx: AttackContext) -> None:
+    """The control: `max_sessions - 1` well-behaved sessions at full rate, what the victim's
+    p95 becomes when every slot is used as intended."""
+    sessions = max(1, ctx.target.max_sessions - 1)
+    attempt = functools.partial(_streamer, ctx, DETECT_ONLY, normal_frames(), fps=None)
+    await ctx.swarm([attempt] * sessions)
+
+
 async def token_reuse(ctx: AttackContext) -> None:
     """One token on twice `max_sessions` connections that stream and reconnect."""
     token = ctx.target.token()

@@ -23,6 +23,7 @@ class Attack:
 
 
 ATTACKS: dict[str, Attack] = {
+    "control": Attack("control: every slot in normal use", hostile_attacks.normal_load),
     "non-reading": Attack("non-reading clients", hostile_attacks.non_reading, takes_slots=True),
     "jpegs": Attack("expensive JPEGs", hostile_attacks.expensive_jpegs),
     "fragments": Attack("fragmented messages", hostile_floods.fragments),

@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     send_timeout_s: float = Field(10.0, gt=0, le=300)
     max_message_fragments: int = Field(64, ge=1, le=100_000)
     sessions_per_token: int = Field(1, ge=1, le=64)
-    # Cores of decode + motion time one session may use; unset: CPUs / (max_sessions + 1)
+    # Cores of decode + motion time one session may use; unset: CPUs / (4 x max_sessions)
     session_cpu_share: float | None = Field(None, gt=0, le=256)
 
     # Input limits

@@ -15,10 +15,15 @@ import os
 import time
 from collections.abc import Callable
 
+SHARE_DIVISOR = 4  # a quarter of an even split: the rest stays with inference, the loop, OCR
+
 
 def fair_share(max_sessions: int, cpu_count: int | None = None) -> float:
-    """Cores per session when every slot is busy, one share kept for everything else."""
-    return (cpu_count or os.cpu_count() or 1) / (max_sessions + 1)
+    """Cores of decode + motion per session: 0.125 on 2 cores with 4 slots, 0.25 on a
+    g4dn.xlarge. The page's 320 px frames at 30 fps use about 0.02 core, 640x480 with motion
+    about 0.1; three sessions of back-to-back Full HD frames then cost another session no
+    more than three normal ones do (docs/security.md)."""
+    return (cpu_count or os.cpu_count() or 1) / (SHARE_DIVISOR * max_sessions)
 
 
 class CpuShare:

@@ -70,6 +70,6 @@ def test_every_cpu_stage_of_a_frame_counts(monkeypatch: pytest.MonkeyPatch) -> N
     assert share.delayed_s == pytest.approx(0.2)
 
 
-def test_the_fair_share_keeps_one_share_for_everything_else() -> None:
-    assert fair_share(4, cpu_count=2) == pytest.approx(0.4)
-    assert fair_share(4, cpu_count=4) == pytest.approx(0.8)
+def test_the_fair_share_is_a_quarter_of_an_even_split() -> None:
+    assert fair_share(4, cpu_count=2) == pytest.approx(0.125)
+    assert fair_share(4, cpu_count=4) == pytest.approx(0.25)
