@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     max_frame_bytes: int = Field(2_000_000, ge=1_000)
     max_frame_pixels: int = Field(1920 * 1080, ge=64 * 64)
     max_text_bytes: int = Field(16_384, ge=256)
+    max_text_messages_per_s: float = Field(20.0, gt=0, le=10_000)  # burst: twice as many
 
     # Detection and pose post-processing
     conf_threshold: float = Field(0.25, ge=0, le=1)

@@ -42,6 +42,7 @@ from backend.protocol.server_messages import (
 )
 from backend.session.admission import AdmissionTimeoutError
 from backend.session.frame_queue import LatestFrameQueue, QueuedFrame
+from backend.session.message_rate import MessageRate
 from backend.summaries.backlog import Backlog, backlog_path, remove_files
 from backend.summaries.summarizer import Summarizer, SummaryOutlet
 
@@ -70,6 +71,8 @@ class InferenceSession:
         self._streamer: asyncio.Task[None] | None = None
         self._ocr_requested = False
         self._result_times: deque[float] = deque(maxlen=FPS_WINDOW)
+        rate = self.settings.max_text_messages_per_s
+        self._text_rate = MessageRate(rate, burst=max(1, round(2 * rate)))
 
     async def serve(self) -> None:
         """Run the session until the client disconnects or a fatal error closes it."""
@@ -131,6 +134,15 @@ class InferenceSession:
                 await self._on_text(message["text"])
 
     async def _on_text(self, text: str) -> None:
+        if not self._text_rate.allow():
+            self.runtime.metrics.errors.labels("too_many_messages").inc()
+            await self.reject(
+                "too_many_messages",
+                f"over {self.settings.max_text_messages_per_s:g} text messages per second; "
+                "send control messages only when something changes",
+                close_code=POLICY_VIOLATION,
+            )
+            raise _ClientGoneError
         try:
             parsed = parse_client_message(text, self.settings.max_text_bytes)
         except ProtocolError as exc:

@@ -175,3 +175,23 @@ def test_text_that_is_not_utf8_closes_with_1007_and_one_log_line(
     lines = [record for record in caplog.records if "UTF-8" in record.getMessage()]
     assert len(lines) == 1, [record.getMessage() for record in lines]
     assert lines[0].exc_info is None
+
+
+def test_a_flood_of_control_messages_is_closed_and_others_are_served(
+    start_backend: Callable[..., BackendServer], open_client: OpenClient
+) -> None:
+    server = start_backend(max_text_messages_per_s=20)
+    other, _ = open_client(server.ws_url)
+    other.start(use_yolo=True)
+    flood = RawWebSocket(server.ws_url)
+    flood.sock.sendall(encode_frame(OP_TEXT, b"[" * 8000) * 500)
+    assert flood.close_code(timeout=10) == (1008, "too_many_messages")
+    flood.close()
+    calm, _ = open_client(server.ws_url)
+    for _ in range(30):  # a page's control messages, well within the burst of 40
+        calm.send_json({"type": "pong"})
+    calm.start(use_yolo=True)
+    for client in (other, calm):
+        client.connection.send(jpeg_frame())
+        assert client.receive_type("inference")["data"]["width"] == 320
+    assert gauge(server, "cvstack_errors_total", kind="too_many_messages") == 1
