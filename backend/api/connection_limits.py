@@ -10,10 +10,10 @@ limits live in subclasses of uvicorn's own protocols (`uvicorn_config` installs 
 - at most `max_message_fragments` frames per WebSocket message (close 1009), and input fed to
   the frame parser a slice at a time, only while the app keeps up, so a read full of tiny
   messages or fragments cannot hold the event loop;
-- a kernel send buffer of `SEND_BUFFER_BYTES`, and `send_timeout_s` for a write to find room
-  in the socket's buffer: a client that does not read its results loses the connection
-  (close 1008 `send_timeout`, then the socket is dropped) and the session's slot is released
-  by the app's send failing.
+- `send_timeout_s` for results to be taken: a client whose waiting results (asyncio's buffer
+  plus the kernel's unacknowledged bytes, both bounded) never shrink for that long, or whose
+  write finds no room for that long, loses the connection (close 1008 `send_timeout`, then
+  the socket is dropped), and the app sees the disconnect and releases the session's slot.
 
 docs/security.md lists the numbers and what each protects.
 """
@@ -21,11 +21,14 @@ docs/security.md lists the numbers and what each protects.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import resource
 import socket
+import struct
+import termios
 import time
-from asyncio import TimerHandle
+from asyncio import BaseTransport, TimerHandle
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -43,9 +46,13 @@ log = logging.getLogger("cvstack.connections")
 FEED_SLICE_BYTES = 4096  # parsed per loop turn: ~680 empty frames at most
 CLOSE_GRACE_S = 2.0  # time for a stalled client to read our close frame before the drop
 WARN_INTERVAL_S = 10.0
-# The kernel's share of what waits for a client (it doubles this for its own bookkeeping):
-# 2 s of 50-object results at 30 fps, instead of loopback's autotuned 4 MB (minutes of them).
-SEND_BUFFER_BYTES = 131_072
+DRAIN_CHECK_S = 0.5  # how often each WebSocket's waiting results are looked at
+# What may wait for a client that does not read: the kernel's send buffer (which it doubles
+# for its own bookkeeping) and asyncio's. A page needs its round trip's worth of results
+# (30 fps of 2 KB results at 300 ms: 18 KB); loopback autotunes the kernel's to 4 MB, minutes
+# of results, and a send deadline only starts once both are full.
+SEND_BUFFER_BYTES = 32_768
+WRITE_BUFFER_BYTES = 16_384
 FD_RESERVE = 256  # Triton channels, thread pools, model and backlog files, logs
 SEND_TIMEOUT_CODE = 1008
 TOO_MANY_FRAGMENTS_CODE = 1009
@@ -108,6 +115,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         sock = transport.get_extra_info("socket")
         if sock is not None:  # results waiting for a slow reader: bounded, so are the stalls
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
+        transport.set_write_buffer_limits(high=WRITE_BUFFER_BYTES)
         self._arm_header_deadline()
 
     def on_message_begin(self) -> None:
@@ -167,6 +175,32 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
         self._failed = False  # closed by a limit: the rest of the input is ignored
         self._send_expired = False
         self._drop_timer: TimerHandle | None = None
+        self._drain_check: TimerHandle | None = None
+        self._queued = 0  # bytes waiting for the client at the last check
+        self._stuck_since: float | None = None
+
+    def connection_made(self, transport: BaseTransport) -> None:
+        super().connection_made(transport)
+        self._drain_check = self.loop.call_later(DRAIN_CHECK_S, self._check_draining)
+
+    def _check_draining(self) -> None:
+        """Results waiting for the client that never shrink for `send_timeout_s`: the client
+        does not read, even if the buffers are not full yet (a slow result rate)."""
+        self._drain_check = None
+        if self.transport.is_closing() or self._send_expired:
+            return
+        queued = self.transport.get_write_buffer_size() + _unacknowledged(self.transport)
+        now = self.loop.time()
+        if queued == 0 or queued < self._queued:
+            self._stuck_since = None
+        elif self._stuck_since is None:
+            self._stuck_since = now
+        elif now - self._stuck_since >= self.limits.send_timeout_s:
+            self._expire_sends()
+            self.queue.put_nowait({"type": "websocket.disconnect", "code": SEND_TIMEOUT_CODE})
+            return
+        self._queued = queued
+        self._drain_check = self.loop.call_later(DRAIN_CHECK_S, self._check_draining)
 
     def data_received(self, data: bytes) -> None:
         self._unparsed += data
@@ -245,9 +279,10 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
             self.close_timer = self.loop.call_later(self.close_timeout, self.transport.abort)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._drop_timer is not None:
-            self._drop_timer.cancel()
-            self._drop_timer = None
+        for timer in (self._drop_timer, self._drain_check):
+            if timer is not None:
+                timer.cancel()
+        self._drop_timer = self._drain_check = None
         super().connection_lost(exc)
 
     def _expire_sends(self) -> None:
@@ -262,6 +297,18 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
                 pass
             self.close_sent = True
         self._drop_timer = self.loop.call_later(CLOSE_GRACE_S, self.transport.abort)
+
+
+def _unacknowledged(transport: BaseTransport) -> int:
+    """Bytes in the kernel's send queue not yet acknowledged by the client (SIOCOUTQ)."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return 0
+    try:
+        answer = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+    except OSError:
+        return 0
+    return int(struct.unpack("i", answer)[0])
 
 
 def guarded_protocols(

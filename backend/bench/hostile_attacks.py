@@ -23,7 +23,7 @@ from backend.bench.hostile_target import (
     receive_json,
     start_session,
 )
-from backend.bench.hostile_ws import OP_BINARY, OP_TEXT, RawWebSocket, encode_frame
+from backend.bench.hostile_ws import OP_BINARY, RawWebSocket, encode_frame
 from backend.bench.sample_frames import sample_frames
 
 MAX_FRAME_BYTES = 2_000_000  # the backend's default CVSTACK_MAX_FRAME_BYTES
@@ -65,16 +65,17 @@ async def _non_reader(ctx: AttackContext) -> None:
             if message.get("state") == "running":
                 break
         ctx.count("admitted")
-        # From here on, never read: send frames and messages that each earn an answer until
-        # the server's writes back up and it stops taking ours.
-        bait = encode_frame(OP_TEXT, b'{"type":"bogus"}') * 200
-        bait += encode_frame(OP_BINARY, normal_frames()[0])
+        # From here on, never read: send frames (50 a second, each replacing the last one
+        # waiting; control messages would meet the rate limit first) until the server's
+        # writes back up and it stops taking ours.
+        bait = encode_frame(OP_BINARY, normal_frames()[0])
         sent = 0
         try:
-            while sent < BAIT_LIMIT_BYTES:
+            while sent < BAIT_LIMIT_BYTES and not ws.peer_gone():
                 async with asyncio.timeout(STALL_S):
                     await ws.send(bait)
                 sent += len(bait)
+                await asyncio.sleep(0.02)
             ctx.count("writes never stalled")
         except TimeoutError:
             ctx.count("writes stalled")

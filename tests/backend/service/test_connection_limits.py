@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from backend.bench.hostile_ws import OP_TEXT, encode_frame
+from backend.bench.hostile_ws import OP_BINARY, OP_TEXT, encode_frame
 from tests.backend.service.conftest import BackendServer, Client, jpeg_frame
 from tests.backend.service.raw_websocket import RawWebSocket, fragmented
 
@@ -21,17 +21,17 @@ OpenClient = Callable[..., tuple[Client, dict[str, Any]]]
 
 @pytest.fixture
 def stalled_readers() -> Iterator[Callable[[str], RawWebSocket]]:
-    """Clients that start a session, send invalid JSON (each answered with an error) as fast
-    as they can and never read: the server's writes to them back up."""
+    """Clients that start a session, keep sending frames (each answered with a result) and
+    never read: the server's writes to them back up."""
     stop = threading.Event()
     threads: list[threading.Thread] = []
     sockets: list[RawWebSocket] = []
 
     def flood(ws: RawWebSocket) -> None:
-        with_errors = encode_frame(OP_TEXT, b"{") * 64
-        while not stop.is_set():
+        frame = encode_frame(OP_BINARY, jpeg_frame())
+        while not stop.wait(0.01):
             try:
-                ws.sock.sendall(with_errors)
+                ws.sock.sendall(frame)
             except OSError:
                 return
 
