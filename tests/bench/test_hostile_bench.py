@@ -19,6 +19,7 @@ from backend.bench.hostile_runner import ATTACKS
 
 # What each attack must have done or seen, beyond opening connections.
 EVIDENCE = {
+    "control: every slot in normal use": "results",
     "non-reading clients": "admitted",
     "expensive JPEGs": "error frame_too_complex",
     "fragmented messages": "fragments",
