@@ -21,6 +21,7 @@ from multiprocessing.synchronize import Event
 from pathlib import Path
 from typing import IO
 
+from backend.api.connection_limits import raise_fd_limit
 from backend.bench.hostile_context import AttackOptions
 from backend.bench.hostile_runner import ATTACKS, AttackReport, init_worker, prepare, run_attack
 from backend.bench.hostile_server import (
@@ -28,7 +29,6 @@ from backend.bench.hostile_server import (
     Leftovers,
     Usage,
     backend,
-    raise_fd_limit,
     small_tmpfs,
 )
 from backend.bench.hostile_target import Target
@@ -124,7 +124,7 @@ def run_hostile_bench(
     models_dir: Path, config: HostileConfig, server_log: IO[bytes] | None = None
 ) -> HostileResult:
     """Start the stack, measure the victim alone, then under each attack in turn."""
-    raise_fd_limit()
+    raise_fd_limit(config.options.slowloris)  # the attackers' descriptors, not the server's
     secret = secrets.token_urlsafe(32)
     with (
         small_tmpfs() as (disk, no_disk),

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import resource
 import subprocess
 import tempfile
 import urllib.error
@@ -123,11 +122,3 @@ def small_tmpfs(size_bytes: int = TMPFS_BYTES) -> Iterator[tuple[Path, str | Non
             yield Path(folder), None
         finally:
             subprocess.run(["umount", "--lazy", folder], check=False)
-
-
-def raise_fd_limit() -> int:
-    """Soft RLIMIT_NOFILE up to the hard limit (children inherit it); returns it."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return hard
