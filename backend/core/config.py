@@ -6,10 +6,11 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from backend.paths import default_models_dir, state_dir
+from backend.security.origins import allowlist_error
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -66,6 +67,8 @@ class Settings(BaseSettings):
 
     # Access control (off in local mode)
     session_token_secret: SecretStr | None = None
+    # Browser origins allowed to open /ws/inference: "self" (same origin) or scheme://host[:port];
+    # empty allows every origin (local mode only)
     allowed_origins: list[str] = Field(default_factory=list)
 
     # LLM scene summaries (`use_langchain`); provider `none` means the template summariser
@@ -83,6 +86,14 @@ class Settings(BaseSettings):
     summary_ram_items: int = Field(32, ge=1, le=10_000)
     summary_max_items: int = Field(2_000, ge=1, le=1_000_000)
     summary_dir: Path = Field(default_factory=lambda: state_dir() / "summaries")
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins_are_origins(cls, origins: list[str]) -> list[str]:
+        for entry in origins:
+            if error := allowlist_error(entry):
+                raise ValueError(f"CVSTACK_ALLOWED_ORIGINS: {error}")
+        return origins
 
     @model_validator(mode="after")
     def _llm_is_complete(self) -> Settings:
@@ -130,10 +141,11 @@ class Settings(BaseSettings):
                     "CVSTACK_SESSION_TOKEN_SECRET must be set to at least 32 characters in "
                     "production (the start-server Lambda signs session tokens with it)"
                 )
-            if not self.allowed_origins or "*" in self.allowed_origins:
+            if not self.allowed_origins:
                 raise ValueError(
                     "CVSTACK_ALLOWED_ORIGINS must list the frontend origins in production, e.g. "
-                    '\'["https://app.example.com"]\'; "*" is not allowed'
+                    "'[\"self\"]' for a page served by this host (the CloudFront front door) or "
+                    '\'["self","https://app.example.com"]\''
                 )
         return self
 

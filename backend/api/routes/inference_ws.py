@@ -19,11 +19,13 @@ async def inference(websocket: WebSocket, runtime: WsRuntimeDep) -> None:
     await websocket.accept()
     session = InferenceSession(websocket, runtime)
     settings = runtime.settings
-    if not origin_allowed(websocket.headers.get("origin"), settings.allowed_origins):
+    headers = websocket.headers
+    if not origin_allowed(headers.get("origin"), headers.get("host"), settings.allowed_origins):
         runtime.metrics.errors.labels("origin_not_allowed").inc()
         await session.reject(
             "origin_not_allowed",
-            "this page's origin may not use this server; add it to CVSTACK_ALLOWED_ORIGINS",
+            "this page's origin may not use this server; add it to CVSTACK_ALLOWED_ORIGINS, "
+            'or "self" if the page is served by this server\'s own host',
             close_code=POLICY_VIOLATION,
         )
         return

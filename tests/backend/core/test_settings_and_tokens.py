@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from pydantic import ValidationError
 
@@ -82,7 +84,57 @@ def test_tampered_tokens_are_refused(mutate: object, code: str) -> None:
 
 def test_origin_allowlist() -> None:
     allowed = ["https://app.example.com/"]
-    assert origin_allowed("https://app.example.com", allowed)
-    assert not origin_allowed("https://app.example.com.evil.io", allowed)
-    assert origin_allowed(None, allowed), "non-browser clients send no Origin"
-    assert origin_allowed("http://anything", []), "an empty list is local mode"
+    host = "backend.example.com"
+    assert origin_allowed("https://app.example.com", host, allowed)
+    assert not origin_allowed("https://app.example.com.evil.io", host, allowed)
+    assert not origin_allowed("https://backend.example.com", host, allowed), "no 'self' entry"
+    assert origin_allowed(None, host, allowed), "non-browser clients send no Origin"
+    assert origin_allowed("http://anything", host, []), "an empty list is local mode"
+
+
+@pytest.mark.parametrize(
+    ("origin", "host", "allowed"),
+    [
+        ("https://d111.cloudfront.net", "d111.cloudfront.net", True),
+        ("https://D111.CloudFront.net", "d111.cloudfront.NET", True),
+        ("http://127.0.0.1:8080", "127.0.0.1:8080", True),
+        ("http://[::1]:8080", "[::1]:8080", True),
+        ("http://localhost", "localhost", True),
+        ("https://d111.cloudfront.net", "d111.cloudfront.net:443", False),
+        ("http://127.0.0.1:8080", "127.0.0.1:8081", False),
+        ("http://127.0.0.1:8080", "127.0.0.1", False),
+        ("https://evil.example", "d111.cloudfront.net", False),
+        ("https://d111.cloudfront.net.evil.example", "d111.cloudfront.net", False),
+        ("https://evil.example@d111.cloudfront.net", "d111.cloudfront.net", False),
+        ("null", "d111.cloudfront.net", False),
+        ("https://d111.cloudfront.net", None, False),
+    ],
+)
+def test_self_allows_the_origin_whose_host_is_the_requests_host(
+    origin: str, host: str | None, allowed: bool
+) -> None:
+    assert origin_allowed(origin, host, ["self"]) is allowed
+
+
+def test_self_and_listed_origins_combine() -> None:
+    allowed = ["self", "https://app.example.com"]
+    assert origin_allowed("https://app.example.com", "d111.cloudfront.net", allowed)
+    assert origin_allowed("https://d111.cloudfront.net", "d111.cloudfront.net", allowed)
+    assert not origin_allowed("https://evil.example", "d111.cloudfront.net", allowed)
+
+
+@pytest.mark.parametrize(
+    "entry",
+    ["*", "app.example.com", "https://app.example.com/page", "ftp://app.example.com", "SELF"],
+)
+def test_allowlist_entries_must_be_self_or_origins(entry: str) -> None:
+    message = f"CVSTACK_ALLOWED_ORIGINS: '{entry}' is not an origin: write 'self'"
+    with pytest.raises(ValidationError, match=re.escape(message)):
+        Settings(allowed_origins=[entry])
+
+
+def test_production_accepts_self_alone() -> None:
+    settings = Settings(
+        environment="production", session_token_secret=SECRET, allowed_origins=["self"]
+    )
+    assert settings.allowed_origins == ["self"]

@@ -115,6 +115,17 @@ def test_origins_outside_the_allowlist_are_refused(
     assert first["type"] == "queue_status"
 
 
+def test_self_allows_pages_served_by_the_backends_own_host(
+    start_backend: Callable[..., BackendServer], open_client: OpenClient
+) -> None:
+    backend = start_backend(allowed_origins=["self"])
+    _, first = open_client(backend.ws_url, Origin="https://d111.cloudfront.net")
+    assert (first["code"], first["fatal"]) == ("origin_not_allowed", True)
+    assert '"self"' in first["message"]
+    _, first = open_client(backend.ws_url, Origin=backend.url)  # Host: 127.0.0.1:<port>
+    assert first["type"] == "queue_status"
+
+
 def test_the_published_schema_is_the_one_the_code_generates() -> None:
     published = json.loads((REPO_ROOT / "docs" / "protocol.schema.json").read_text())
     assert published == server_message_schema(), (
