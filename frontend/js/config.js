@@ -2,11 +2,16 @@
  * The page's settings: the defaults below, overridden by an optional `config.json` served next
  * to index.html. Without `startApiUrl` the page runs in local mode and connects straight to a
  * backend; with it (production) it first starts the GPU instance through the start/status API.
+ * The stack's CloudFront front door serves this page with `{"startApiUrl": "/"}`: the API and the
+ * WebSocket on the page's own origin.
  */
 
 /** Every setting and its default. */
 const DEFAULTS = Object.freeze({
-  /** Production: base URL of the start/status API (POST {url}/start, GET {url}/status). */
+  /** Production: base URL of the start/status API (POST {url}/start, GET {url}/status). A path
+   * ("/", as the front door's config.json has it) means the API is on this page's origin, and
+   * then so is the WebSocket (`/ws/inference`), whatever host the API's `endpoint` names; an
+   * absolute URL means the WebSocket goes to the `endpoint` the API answers. */
   startApiUrl: null,
   /** Production: the API Gateway key sent as `x-api-key`. It identifies the page for the usage
    * plan's throttling and quota; it is not a secret (anyone can read it from this file). */
@@ -59,7 +64,22 @@ export async function loadConfig(url = "config.json") {
  * @returns {string}
  */
 export function localEndpoint(config) {
-  if (config.wsUrl) return config.wsUrl;
+  return config.wsUrl || ownOriginEndpoint();
+}
+
+/**
+ * The WebSocket URL of production, before its token: this origin's when the start/status API is
+ * on it (`startApiUrl` is a path), else the `endpoint` the API answered.
+ * @param {typeof DEFAULTS} config
+ * @param {string} apiEndpoint
+ * @returns {string}
+ */
+export function sessionEndpoint(config, apiEndpoint) {
+  return config.startApiUrl.startsWith("/") ? ownOriginEndpoint() : apiEndpoint;
+}
+
+/** This page's origin's `/ws/inference` (wss on https pages). */
+function ownOriginEndpoint() {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
   return `${scheme}//${location.host}/ws/inference`;
 }

@@ -6,7 +6,7 @@
 import { BoxMotion } from "./boxmotion.js";
 import { FrameCapture } from "./capture.js";
 import { coldStart } from "./coldstart.js";
-import { loadConfig, localEndpoint } from "./config.js";
+import { loadConfig, localEndpoint, sessionEndpoint } from "./config.js";
 import { InferenceConnection, initParams } from "./connection.js";
 import { drawOverlay } from "./overlay.js";
 import { openCamera, openFile } from "./source.js";
@@ -119,7 +119,7 @@ function onResult(data, { rttMs, meta }) {
   sendFrame();
 }
 
-/** The WebSocket URL: this origin (local mode), or a cold-started instance with its token. */
+/** The WebSocket URL: local mode's, or after a cold start the session's with its token. */
 async function endpoint(signal) {
   if (!config.startApiUrl) return localEndpoint(config);
   if (!session || session.expiresAt - TOKEN_MARGIN_S < Date.now() / 1000) {
@@ -143,7 +143,7 @@ async function endpoint(signal) {
       clearInterval(ticker);
     }
   }
-  const url = new URL(session.endpoint);
+  const url = new URL(sessionEndpoint(config, session.endpoint));
   url.searchParams.set("token", session.token);
   return url.href;
 }

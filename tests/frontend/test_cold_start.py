@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Self
 
 import pytest
-from playwright.sync_api import Page
+from playwright.sync_api import Page, Route
 
 from backend.paths import FRONTEND_DIR
 from backend.security.session_token import issue_token
@@ -235,6 +235,55 @@ def test_cold_start_boots_polls_and_connects_with_the_token(
     assert api.calls.count("status") == StartStatusApi.PENDING_POLLS + 2
     assert len(sockets) == 1
     assert sockets[0].startswith(f"{locked_backend.ws_url}?token=v1.")
+
+
+def test_behind_the_front_door_the_api_and_the_websocket_are_on_the_pages_origin(
+    yolo_models_dir: Path, triton: LocalTritonServer, page: Page
+) -> None:
+    """`{"startApiUrl": "/"}`, as the front door's config.json has it: the page calls /start and
+    /status on its own origin and connects its WebSocket there too, not to the host the API's
+    `endpoint` names; the backend allows it with the allowlist `["self"]` alone."""
+    settings = backend_settings(
+        yolo_models_dir,
+        triton.address,
+        session_token_secret=SECRET,
+        allowed_origins=["self"],
+        **DETECTION_OVERRIDES,
+    )
+    backend = BackendServer(settings).start()  # serves the page at `/`, like the front door
+    now = time.time()
+    endpoint = "wss://instance.example.invalid/ws/inference"
+    answers: dict[str, dict[str, object]] = {
+        "config.json": {"startApiUrl": "/", "statusPollMs": 200},
+        "start": {
+            "state": "running",
+            "endpoint": endpoint,
+            "estimated_wait_s": 0,
+            "token": issue_token(SECRET, now=now, ttl_s=TOKEN_TTL_S),
+            "token_expires_at": int(now) + TOKEN_TTL_S,
+        },
+        "status": {"state": "running", "endpoint": endpoint, "ready": True, "backend": None},
+    }
+    calls: list[str] = []
+
+    def answer(route: Route) -> None:  # what CloudFront serves from S3 and API Gateway
+        name = route.request.url.removeprefix(f"{backend.url}/")
+        calls.append(f"{route.request.method} {name}")
+        route.fulfill(json=answers[name])
+
+    try:
+        for name in answers:
+            page.route(f"{backend.url}/{name}", answer)
+        sockets: list[str] = []
+        page.on("websocket", lambda socket: sockets.append(socket.url))
+        page.goto(f"{backend.url}/")
+        page.wait_for_function("() => window.cvstack?.state === 'running'")
+        wait_for_results(page, 3)
+    finally:
+        backend.stop()
+    assert calls == ["GET config.json", "POST start", "GET status"]
+    assert len(sockets) == 1
+    assert sockets[0].startswith(f"{backend.ws_url}?token=v1.")
 
 
 def test_a_fatal_server_error_is_shown_and_not_retried(
