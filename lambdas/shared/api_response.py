@@ -1,4 +1,5 @@
-"""API Gateway REST proxy events in, JSON responses with CORS headers out."""
+"""API Gateway REST proxy events in, JSON responses out, with CORS headers for other allowed
+origins (the stack's own page calls through CloudFront on its own origin and needs none)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lambdas.shared.aws_errors import AwsCallError
-from lambdas.shared.settings import require_env
+from lambdas.shared.settings import env_list
 
 
 class BadEventError(ValueError):
@@ -79,8 +80,9 @@ def serve_api_request(
     answer: Callable[[], ApiAnswer],
     logger: logging.Logger,
 ) -> dict[str, object]:
-    """Validate the event, run `answer`, and format its result or AWS failure with CORS."""
-    allowed = require_env("ALLOWED_ORIGINS").split(",")
+    """Validate the event, run `answer`, and format its result or AWS failure, with CORS
+    headers for an origin in ALLOWED_ORIGINS (comma-separated; empty: same-origin only)."""
+    allowed = env_list("ALLOWED_ORIGINS")
     try:
         request = require_method(event, method, route)
     except BadEventError as error:

@@ -13,6 +13,11 @@ def require_env(name: str) -> str:
     return value
 
 
+def env_list(name: str) -> tuple[str, ...]:
+    """An optional comma-separated list; unset or empty is the empty list."""
+    return tuple(item.strip() for item in os.environ.get(name, "").split(",") if item.strip())
+
+
 def env_number(name: str, default: float) -> float:
     """An optional positive number from the environment."""
     raw = os.environ.get(name, "").strip()

@@ -64,6 +64,21 @@ def test_other_origins_get_no_cors_header(deployed: str) -> None:
     assert "Access-Control-Allow-Origin" not in response["headers"]  # type: ignore[operator]
 
 
+@pytest.mark.parametrize("allowed", ["", " , "])
+def test_no_allowed_origins_answers_same_origin_calls_without_cors(
+    deployed: str, monkeypatch: pytest.MonkeyPatch, allowed: str
+) -> None:
+    """The stack's page calls through CloudFront on its own origin: no CORS header needed,
+    and none is given to any other origin."""
+    monkeypatch.setenv("ALLOWED_ORIGINS", allowed)
+    for origin in (None, ORIGIN):
+        response = start_handler.handler(api_event("POST", "/start", origin), None)
+        assert response["statusCode"] == 200, response
+        assert "Access-Control-Allow-Origin" not in response["headers"]  # type: ignore[operator]
+    monkeypatch.delenv("ALLOWED_ORIGINS")
+    assert start_handler.handler(api_event("POST", "/start"), None)["statusCode"] == 200
+
+
 @pytest.mark.parametrize(
     ("event", "message"),
     [
