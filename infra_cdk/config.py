@@ -16,9 +16,18 @@ REMOVED_KEYS = {
         "redeploy while Secrets Manager keeps the deleted secret for 7-30 days); delete the key, "
         "the instance and start_server get the secret's ARN"
     ),
+    "allowedCidrs": (
+        "the instance takes no traffic from the internet any more, only through the stack's "
+        "CloudFront distribution; delete the key, and list the addresses that may reach the "
+        "instance's HTTPS port directly (operators, never the whole internet) in operatorCidrs"
+    ),
 }
 # Region + letter, e.g. eu-west-1a; Local Zones too (us-west-2-lax-1a). Not AZ ids (euw1-az1).
 AZ_NAME = re.compile(r"^[a-z]{2}(-[a-z0-9]+)+-\d+[a-z]$")
+# CloudFront takes certificates from ACM in us-east-1 only.
+CERTIFICATE_ARN = re.compile(r"^arn:aws[a-z-]*:acm:us-east-1:\d{12}:certificate/[0-9a-f-]+$")
+DOMAIN_NAME = re.compile(r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+PRICE_CLASSES = ("PriceClass_100", "PriceClass_200", "PriceClass_All")
 
 
 @dataclass(frozen=True)
@@ -33,11 +42,17 @@ class StackConfig:
     boot_grace_minutes: int = 5
     boot_estimate_seconds: int = 120
     daily_budget_gpu_hours: float = 4.0
-    allowed_origins: tuple[str, ...] = ("https://app.example.com",)
-    allowed_cidrs: tuple[str, ...] = ("0.0.0.0/0",)
+    # Other origins (pages hosted elsewhere) allowed to use the API and the backend; the page
+    # the stack deploys is served from the API's own origin and needs none.
+    allowed_origins: tuple[str, ...] = ()
+    # Addresses that may reach the instance's HTTPS port directly (operators); never 0.0.0.0/0.
+    operator_cidrs: tuple[str, ...] = ()
+    # A custom domain for the CloudFront distribution, with its ACM certificate (us-east-1).
     domain_name: str = ""
+    certificate_arn: str = ""
     hosted_zone_id: str = ""
     hosted_zone_name: str = ""
+    price_class: str = "PriceClass_100"
     alarm_email: str = ""
     latency_alarm_ms: int = 250
     token_ttl_seconds: int = 900
@@ -69,26 +84,61 @@ class StackConfig:
                 raise ValueError(f"cdk.json context cvstack.{_camel(name)} must be positive")
         if self.boot_grace_minutes < 0 or self.daily_budget_gpu_hours <= 0:
             raise ValueError("cvstack.bootGraceMinutes must be >= 0, dailyBudgetGpuHours > 0")
-        if not self.allowed_origins or any(
+        if any(
             o == "*" or not o.startswith(("https://", "http://localhost"))
             for o in self.allowed_origins
         ):
             raise ValueError(
-                "cvstack.allowedOrigins must list the frontend origins, e.g. "
-                '["https://app.example.com"]; "*" and plain http are refused'
+                "cvstack.allowedOrigins lists other frontend origins, e.g. "
+                '["https://app.example.com"] (or none); "*" and plain http are refused'
             )
-        for cidr in self.allowed_cidrs:
+        self._check_operator_cidrs()
+        self._check_front_door()
+        self._check_zones()
+
+    def _check_operator_cidrs(self) -> None:
+        for cidr in self.operator_cidrs:
             try:
-                ipaddress.ip_network(cidr)
+                network = ipaddress.ip_network(cidr)
             except ValueError as error:
-                raise ValueError(f"cvstack.allowedCidrs has a bad CIDR {cidr!r}: {error}") from None
+                raise ValueError(
+                    f"cvstack.operatorCidrs has a bad CIDR {cidr!r}: {error}"
+                ) from None
+            if network.prefixlen == 0:
+                raise ValueError(
+                    f"cvstack.operatorCidrs may not hold {cidr}: the instance takes browser "
+                    "traffic only through CloudFront; list your own addresses, e.g. "
+                    '["203.0.113.7/32"]'
+                )
+
+    def _check_front_door(self) -> None:
+        if self.domain_name and not DOMAIN_NAME.match(self.domain_name):
+            raise ValueError(
+                f"cvstack.domainName {self.domain_name!r} is not a lower-case DNS name like "
+                '"vision.example.com"'
+            )
+        if bool(self.domain_name) != bool(self.certificate_arn):
+            raise ValueError(
+                "cvstack.domainName and certificateArn go together: CloudFront serves a custom "
+                "domain only with an ACM certificate for it; set both or neither"
+            )
+        if self.certificate_arn and not CERTIFICATE_ARN.match(self.certificate_arn):
+            raise ValueError(
+                f"cvstack.certificateArn {self.certificate_arn!r} is not an ACM certificate in "
+                "us-east-1 (CloudFront uses certificates from us-east-1 only); request or import "
+                "it there: arn:aws:acm:us-east-1:<account>:certificate/<id>"
+            )
         if bool(self.hosted_zone_id) != bool(self.hosted_zone_name) or (
             self.hosted_zone_id and not self.domain_name
         ):
             raise ValueError(
-                "cvstack.hostedZoneId, hostedZoneName and domainName go together: set all or none"
+                "cvstack.hostedZoneId and hostedZoneName go together, and with domainName: set "
+                "all three for Route 53 alias records, or leave the zone empty"
             )
-        self._check_zones()
+        if self.price_class not in PRICE_CLASSES:
+            raise ValueError(
+                f"cvstack.priceClass must be one of {list(PRICE_CLASSES)}, not {self.price_class!r}"
+            )
 
     def _check_zones(self) -> None:
         bad = [
@@ -121,9 +171,11 @@ class StackConfig:
         )
 
     @property
-    def open_to_world(self) -> bool:
-        """True when the instance's HTTPS port is open to every address."""
-        return any(ipaddress.ip_network(c).prefixlen == 0 for c in self.allowed_cidrs)
+    def instance_origins(self) -> tuple[str, ...]:
+        """The backend's origin allowlist: its own origin ("self", however the page reached
+        it), the custom domain, and the other configured origins."""
+        own = (f"https://{self.domain_name}",) if self.domain_name else ()
+        return ("self", *own, *self.allowed_origins)
 
     @classmethod
     def from_context(cls, context: Mapping[str, Any]) -> StackConfig:

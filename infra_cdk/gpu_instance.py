@@ -1,19 +1,19 @@
-"""The GPU instance: hardened, at a stable address, its settings in SSM read at every boot."""
+"""The GPU instance: hardened, reached only through the front door, its settings in SSM read at
+every boot."""
 
 from __future__ import annotations
 
 from aws_cdk import Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_route53 as route53
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from infra_cdk import permissions
 from infra_cdk.config import StackConfig
+from infra_cdk.generated_secret import GeneratedSecret
 from infra_cdk.model_store import ModelStore
 from infra_cdk.network import Network
-from infra_cdk.session_secret import SessionSecret
 
 INSTANCE_ENV_FILE = "/etc/cvstack/instance.env"
 
@@ -42,8 +42,12 @@ def cloud_config(*, region: str, parameter: str) -> str:
 
 
 class GpuInstance(Construct):
-    """`instance`, its `instance_arn`, `role`, `settings` parameter and `endpoint_host`
-    (domain name or Elastic IP)."""
+    """`instance`, its `instance_arn`, `role` and `settings` parameter.
+
+    No Elastic IP and no DNS record: browsers reach the instance through the CloudFront VPC
+    origin (infra_cdk/front_door.py). Its auto-assigned public IPv4 (billed only while it runs,
+    released on stop) carries its own calls to AWS APIs, with no NAT gateway to pay for.
+    """
 
     def __init__(
         self,
@@ -53,7 +57,8 @@ class GpuInstance(Construct):
         config: StackConfig,
         network: Network,
         model_store: ModelStore,
-        session_secret: SessionSecret,
+        session_secret: GeneratedSecret,
+        origin_secret: GeneratedSecret,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
@@ -66,6 +71,7 @@ class GpuInstance(Construct):
         self.role.add_to_principal_policy(permissions.session_manager())
         model_store.grant_models_read(self.role)
         session_secret.grant_read(self.role)
+        origin_secret.grant_read(self.role)
         self.role.add_to_principal_policy(permissions.put_metrics())
         if config.bedrock_model_ids:
             self.role.add_to_principal_policy(
@@ -84,6 +90,8 @@ class GpuInstance(Construct):
             )
         # Settings that may change after launch live in SSM, read at every boot
         # (cvstack-settings.service): a changed origin or domain updates only this parameter.
+        # The distribution's own domain cannot be listed (the parameter exists before the
+        # instance, the distribution after it): "self" admits the page's own origin.
         self.settings = ssm.StringParameter(
             self,
             "Settings",
@@ -94,9 +102,9 @@ class GpuInstance(Construct):
                 {
                     "CVSTACK_MODELS_S3_URI": model_store.models_uri,
                     "CVSTACK_SESSION_SECRET_ID": session_secret.secret.secret_arn,
+                    "CVSTACK_ORIGIN_SECRET_ID": origin_secret.secret.secret_arn,
                     # Comma-separated: the image turns them into the backend's JSON list.
-                    "CVSTACK_FRONTEND_ORIGINS": ",".join(config.allowed_origins),
-                    "CVSTACK_DOMAIN_NAME": config.domain_name,
+                    "CVSTACK_FRONTEND_ORIGINS": ",".join(config.instance_origins),
                 }
             ),
         )
@@ -145,26 +153,3 @@ class GpuInstance(Construct):
         self.instance_arn = Stack.of(self).format_arn(
             service="ec2", resource="instance", resource_name=self.instance.instance_id
         )
-        address = ec2.CfnEIP(self, "ElasticIp", domain="vpc")
-        ec2.CfnEIPAssociation(
-            self,
-            "ElasticIpAssociation",
-            allocation_id=address.attr_allocation_id,
-            instance_id=self.instance.instance_id,
-        )
-        self.public_ip = address.attr_public_ip
-        self.endpoint_host = config.domain_name or self.public_ip
-        if config.hosted_zone_id:
-            zone = route53.HostedZone.from_hosted_zone_attributes(
-                self,
-                "Zone",
-                hosted_zone_id=config.hosted_zone_id,
-                zone_name=config.hosted_zone_name,
-            )
-            route53.ARecord(
-                self,
-                "EndpointRecord",
-                zone=zone,
-                record_name=config.domain_name,
-                target=route53.RecordTarget.from_ip_addresses(self.public_ip),
-            )

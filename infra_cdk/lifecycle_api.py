@@ -4,6 +4,9 @@ Access control: an API key with a usage plan. The frontend is a public page for 
 visitors, so the key is not a secret; it meters and throttles each frontend, while the
 daily GPU budget bounds cost and the session token gates the backend. Cognito or IAM
 would require visitors to sign in, which this product does not ask of them.
+
+The key's value is derived in CloudFormation from the stack's id, so the CloudFront front door
+can add it as an origin header and the page it serves needs no key of its own.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import Aws, Fn, RemovalPolicy, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -19,9 +22,18 @@ from constructs import Construct
 
 from infra_cdk.config import StackConfig
 
+STAGE = "prod"
+
+
+def api_key_value() -> str:
+    """`cvstack-<the UUID of the stack's id>`: stable for the stack's life, known to CloudFront
+    and API Gateway alike, new for every stack (a meter, not a secret)."""
+    return Fn.join("", ["cvstack-", Fn.select(2, Fn.split("/", Aws.STACK_ID))])
+
 
 class LifecycleApi(Construct):
-    """`api` (stage `prod`), its `api_key` and `usage_plan`."""
+    """`api` (stage `prod`), its `api_key` (value `api_key_value`), `usage_plan`, and the
+    `origin_domain` and `origin_path` the front door forwards /start and /status to."""
 
     def __init__(
         self,
@@ -29,8 +41,6 @@ class LifecycleApi(Construct):
         construct_id: str,
         *,
         config: StackConfig,
-        start_server: lambda_.IFunction,
-        status: lambda_.IFunction,
     ) -> None:
         super().__init__(scope, construct_id)
         access_logs = logs.LogGroup(
@@ -52,13 +62,17 @@ class LifecycleApi(Construct):
             cloud_watch_role=True,
             cloud_watch_role_removal_policy=RemovalPolicy.RETAIN,
             api_key_source_type=apigw.ApiKeySourceType.HEADER,
+            # The stack's own page calls the API on its own origin (no CORS); other configured
+            # origins get preflight answers.
             default_cors_preflight_options=apigw.CorsOptions(
                 allow_origins=list(config.allowed_origins),
                 allow_methods=["GET", "POST", "OPTIONS"],
                 allow_headers=["Content-Type", "X-Api-Key"],
-            ),
+            )
+            if config.allowed_origins
+            else None,
             deploy_options=apigw.StageOptions(
-                stage_name="prod",
+                stage_name=STAGE,
                 throttling_rate_limit=config.api_rate_per_second,
                 throttling_burst_limit=config.api_burst,
                 access_log_destination=apigw.LogGroupLogDestination(access_logs),
@@ -75,17 +89,9 @@ class LifecycleApi(Construct):
                 ),
             ),
         )
-        validator = self.api.add_request_validator(
-            "Validator", validate_request_body=True, validate_request_parameters=True
+        self.api_key = self.api.add_api_key(
+            "FrontendKey", description="cvstack frontend", value=api_key_value()
         )
-        for path, method, function in (("start", "POST", start_server), ("status", "GET", status)):
-            self.api.root.add_resource(path).add_method(
-                method,
-                apigw.LambdaIntegration(function),
-                api_key_required=True,
-                request_validator=validator,
-            )
-        self.api_key = self.api.add_api_key("FrontendKey", description="cvstack frontend")
         self.usage_plan = self.api.add_usage_plan(
             "UsagePlan",
             description="cvstack frontend: throttle and daily quota",
@@ -97,22 +103,40 @@ class LifecycleApi(Construct):
         self.usage_plan.add_api_key(self.api_key)
         self.usage_plan.add_api_stage(stage=self.api.deployment_stage)
         self._add_gateway_responses(config)
+        # From the API's id, not its stage: the stage depends on the Lambdas, which name the
+        # distribution's domain, so referring to the stage would close a dependency cycle.
+        self.origin_domain = f"{self.api.rest_api_id}.execute-api.{Aws.REGION}.{Aws.URL_SUFFIX}"
+        self.origin_path = f"/{STAGE}"
+
+    def add_routes(self, *, start_server: lambda_.IFunction, status: lambda_.IFunction) -> None:
+        """POST /start and GET /status, each behind the API key (added once the Lambdas exist:
+        they name the front door, which names this API)."""
+        validator = self.api.add_request_validator(
+            "Validator", validate_request_body=True, validate_request_parameters=True
+        )
+        for path, method, function in (("start", "POST", start_server), ("status", "GET", status)):
+            self.api.root.add_resource(path).add_method(
+                method,
+                apigw.LambdaIntegration(function),
+                api_key_required=True,
+                request_validator=validator,
+            )
 
     def _add_gateway_responses(self, config: StackConfig) -> None:
         """API Gateway's own refusals (throttled, quota, bad key, integration failures) in the
-        Lambdas' error shape, with CORS headers, so the page reads them instead of seeing a
-        network error. One origin is named; several are answered by echoing the request's
-        Origin (gateway responses cannot choose among origins; these bodies hold no data)."""
-        if len(config.allowed_origins) == 1:
-            origin = f"'{config.allowed_origins[0]}'"
-        else:
-            origin = "method.request.header.Origin"
-        cors = {
-            "Access-Control-Allow-Origin": origin,
-            "Access-Control-Allow-Headers": "'Content-Type,X-Api-Key'",
-            "Vary": "'Origin'",
-            "Cache-Control": "'no-store'",
-        }
+        Lambdas' error shape, so the page reads them instead of seeing a network error. The
+        stack's own page is same-origin and needs no CORS headers; for other configured
+        origins, one is named and several are answered by echoing the request's Origin
+        (gateway responses cannot choose among origins; these bodies hold no data)."""
+        cors: dict[str, str] = {"Cache-Control": "'no-store'"}
+        if config.allowed_origins:
+            cors["Access-Control-Allow-Origin"] = (
+                f"'{config.allowed_origins[0]}'"
+                if len(config.allowed_origins) == 1
+                else "method.request.header.Origin"
+            )
+            cors["Access-Control-Allow-Headers"] = "'Content-Type,X-Api-Key'"
+            cors["Vary"] = "'Origin'"
         for response in gateway_responses(config):
             headers = dict(cors)
             if response.retry_after_s is not None:
@@ -165,8 +189,9 @@ def gateway_responses(config: StackConfig) -> list[GatewayError]:
         GatewayError(
             apigw.ResponseType.INVALID_API_KEY,
             "api_key_invalid",
-            "the API key is missing or wrong: set the page's apiKey to the value of the "
-            "stack's ApiKeyId output (aws apigateway get-api-key --include-value)",
+            "the API key is missing or wrong: the stack's CloudFront URL adds it; a page on "
+            "another origin sets its apiKey to the value of the stack's ApiKeyId output (aws "
+            "apigateway get-api-key --include-value)",
         ),
         GatewayError(apigw.ResponseType.DEFAULT_4_XX, "request_refused", own_text),
         GatewayError(apigw.ResponseType.DEFAULT_5_XX, "api_unavailable", own_text, 5),

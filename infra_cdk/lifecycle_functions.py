@@ -14,9 +14,9 @@ from constructs import Construct
 
 from infra_cdk import permissions
 from infra_cdk.config import StackConfig
+from infra_cdk.generated_secret import GeneratedSecret
 from infra_cdk.gpu_instance import GpuInstance
 from infra_cdk.lambda_assets import RUNTIME, lambda_code
-from infra_cdk.session_secret import SessionSecret
 from lambdas.shared.instance import LAST_START_TAG
 
 SESSION_TOKEN_MODULE = "backend/security/session_token.py"
@@ -25,7 +25,8 @@ SCHEDULE_PERIOD = Duration.minutes(1)
 
 class LifecycleFunctions(Construct):
     """`start_server`, `status`, `idle_stop` (with their `roles`, by function in
-    `functions`) and the `idle_schedule`."""
+    `functions`) and the `idle_schedule`. status checks https://<endpoint_host>/ready through
+    CloudFront, which adds the origin secret nginx requires."""
 
     def __init__(
         self,
@@ -34,13 +35,16 @@ class LifecycleFunctions(Construct):
         *,
         config: StackConfig,
         gpu: GpuInstance,
-        session_secret: SessionSecret,
+        session_secret: GeneratedSecret,
+        endpoint_host: str,
     ) -> None:
         super().__init__(scope, construct_id)
         self.roles: list[iam.Role] = []
         common = {
             "INSTANCE_ID": gpu.instance.instance_id,
-            "ENDPOINT_HOST": gpu.endpoint_host,
+            # The front door's host: the page, /ready and the WebSocket all go through it.
+            "ENDPOINT_HOST": endpoint_host,
+            # Other origins that get CORS headers; empty when only the stack's page calls.
             "ALLOWED_ORIGINS": ",".join(config.allowed_origins),
         }
         self.start_server = self._function(

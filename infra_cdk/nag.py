@@ -77,6 +77,7 @@ def acknowledgments(stack: CvstackStack, config: StackConfig) -> list[tuple[ICon
             "Gateway creates outside the stack, with no retention and request details",
         ),
     ]
+    found += front_door_acknowledgments(stack, config)
     for role in stack.functions.roles:
         found.append((role, "AwsSolutions-IAM5[Resource::*]", NO_RESOURCE_LEVEL))
     found.append((stack.gpu.role, "AwsSolutions-IAM5[Resource::*]", INSTANCE_NO_RESOURCE_LEVEL))
@@ -90,14 +91,103 @@ def acknowledgments(stack: CvstackStack, config: StackConfig) -> list[tuple[ICon
                 "set terminationProtection in cdk.json to turn it on",
             )
         )
-    if config.open_to_world:
+    return found
+
+
+def front_door_acknowledgments(
+    stack: CvstackStack, config: StackConfig
+) -> list[tuple[IConstruct, str, str]]:
+    """The distribution, the origin secret and the deploy-time Lambdas aws-cdk-lib brings
+    (the page's BucketDeployment, the VPC-origins security group lookup)."""
+    front_door = stack.front_door
+    distribution = front_door.distribution
+    deployment_role = front_door.deployment.handler_role
+    site = stack.resolve(
+        stack.get_logical_id(cast(cdk.CfnElement, front_door.site_bucket.node.default_child))
+    )
+    assets = "arn:<AWS::Partition>:s3:::cdk-hnb659fds-assets-<AWS::AccountId>-<AWS::Region>"
+    copies = (
+        "the page's deployment Lambda (aws-cdk-lib BucketDeployment, run only by CloudFormation "
+        "on deploy) copies the page from CDK's asset bucket into the site bucket and prunes "
+        "what frontend/ no longer holds; aws-cdk-lib's read/write grants name these actions "
+        "with wildcards, on those two buckets only"
+    )
+    found: list[tuple[IConstruct, str, str]] = [
+        (
+            distribution,
+            "AwsSolutions-CFR1",
+            "no geo restriction: the page is for visitors anywhere; the API's usage plan and "
+            "the daily GPU budget bound what any visitor can spend",
+        ),
+        (
+            distribution,
+            "AwsSolutions-CFR2",
+            "no WAF: a web ACL bills ~$5/month plus rules while the instance is stopped, which "
+            "breaks 'nothing but storage billed while stopped'; the API has a usage plan and "
+            "throttling, the WebSocket needs a signed session token and nginx limits each "
+            "viewer address",
+        ),
+        (
+            distribution,
+            "AwsSolutions-CFR3",
+            "no CloudFront access logs: standard logs need an ACL-enabled log bucket and would "
+            "keep every viewer's address; API Gateway's access logs, nginx's token-free logs "
+            "and the S3 access logs of the site bucket record what operators need",
+        ),
+        (
+            stack.origin_secret.secret,
+            "AwsSolutions-SMG4",
+            "rotating the origin secret needs CloudFront and nginx to change together (a "
+            "redeploy and an instance restart); it only proves a request came through this "
+            "distribution, which the security group already ensures, and never leaves "
+            "Secrets Manager, CloudFront and the instance",
+        ),
+        (deployment_role, "AwsSolutions-IAM5[Action::s3:GetBucket*]", copies),
+        (deployment_role, "AwsSolutions-IAM5[Action::s3:GetObject*]", copies),
+        (deployment_role, "AwsSolutions-IAM5[Action::s3:List*]", copies),
+        (deployment_role, "AwsSolutions-IAM5[Action::s3:Abort*]", copies),
+        (deployment_role, "AwsSolutions-IAM5[Action::s3:DeleteObject*]", copies),
+        (deployment_role, f"AwsSolutions-IAM5[Resource::{assets}/*]", copies),
+        (deployment_role, f"AwsSolutions-IAM5[Resource::<{site}.Arn>/*]", copies),
+        (
+            deployment_role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "cloudfront:CreateInvalidation and GetInvalidation after each page deployment: "
+            "aws-cdk-lib's BucketDeployment grants them on every distribution, and only "
+            "CloudFormation runs this Lambda, naming this stack's distribution",
+        ),
+        (
+            cast(IConstruct, deployment_role.node.scope),
+            "AwsSolutions-L1",
+            "the page's deployment Lambda runs the Python runtime aws-cdk-lib pins together "
+            "with its AWS CLI layer; it moves with aws-cdk-lib upgrades and runs only on deploy",
+        ),
+        (
+            front_door.vpc_origins_lookup,
+            "AwsSolutions-IAM5[Resource::*]",
+            "ec2:DescribeSecurityGroups, which has no resource-level permissions: the lookup of "
+            "CloudFront's VPC-origins security group in this VPC",
+        ),
+    ]
+    lookup_role = cast(IConstruct, front_door.vpc_origins_lookup.grant_principal)
+    for role in (deployment_role, lookup_role):
         found.append(
             (
-                stack.network.security_group,
-                "AwsSolutions-EC23",
-                "allowedCidrs is 0.0.0.0/0: the HTTPS WebSocket endpoint serves browsers anywhere "
-                "(only 443 and the 80 redirect; sessions need a signed token); narrow it in "
-                "cdk.json",
+                role,
+                "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+                "AWSLambdaBasicExecutionRole]",
+                "a deploy-time Lambda of aws-cdk-lib (page deployment, security group lookup): "
+                "AWS's basic execution policy only lets it write its own logs",
+            )
+        )
+    if not config.certificate_arn:
+        found.append(
+            (
+                distribution,
+                "AwsSolutions-CFR4",
+                "without a custom domain CloudFront serves its *.cloudfront.net certificate, "
+                "whose TLS policy AWS fixes (it cannot be raised); with domainName and "
+                "certificateArn set the distribution requires TLS 1.2 (TLSv1.2_2021)",
             )
         )
     return found

@@ -12,9 +12,12 @@ from constructs import Construct
 
 
 class Network(Construct):
-    """`vpc` and `security_group` (443 and 80 open only to `allowed_cidrs`).
+    """`vpc` and the instance's `security_group`.
 
-    The public subnets lie in `availability_zones`, or in the region's first two when empty.
+    The group opens nothing to the internet: the front door adds port 80 from CloudFront's
+    VPC-origin service group, and `operator_cidrs` (if any) reach the HTTPS port. The public
+    subnets lie in `availability_zones`, or in the region's first two when empty; the
+    instance's public IPv4 there serves its egress only (no NAT gateway to pay for).
     """
 
     def __init__(
@@ -22,7 +25,7 @@ class Network(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        allowed_cidrs: Sequence[str],
+        operator_cidrs: Sequence[str] = (),
         availability_zones: Sequence[str] = (),
     ) -> None:
         super().__init__(scope, construct_id)
@@ -57,11 +60,12 @@ class Network(Construct):
             self,
             "InstanceSecurityGroup",
             vpc=self.vpc,
-            description="cvstack GPU instance: HTTPS (and HTTP redirect) from allowed CIDRs",
+            description="cvstack GPU instance: HTTP from CloudFront VPC origins, HTTPS operators",
             allow_all_outbound=True,
         )
-        for cidr in allowed_cidrs:
+        for cidr in operator_cidrs:
             network = ipaddress.ip_network(cidr)
             peer = ec2.Peer.ipv4(cidr) if network.version == 4 else ec2.Peer.ipv6(cidr)
-            for port, purpose in ((443, "HTTPS and WebSocket"), (80, "redirect to HTTPS")):
-                self.security_group.add_ingress_rule(peer, ec2.Port.tcp(port), purpose)
+            self.security_group.add_ingress_rule(
+                peer, ec2.Port.tcp(443), "operator access to the self-signed HTTPS listener"
+            )

@@ -8,17 +8,18 @@ from aws_cdk import CfnOutput, Stack, Tags
 from constructs import Construct
 
 from infra_cdk.config import StackConfig
+from infra_cdk.front_door import FrontDoor
+from infra_cdk.generated_secret import GeneratedSecret
 from infra_cdk.gpu_instance import GpuInstance
 from infra_cdk.lifecycle_api import LifecycleApi
 from infra_cdk.lifecycle_functions import LifecycleFunctions
 from infra_cdk.model_store import ModelStore
 from infra_cdk.monitoring import Monitoring
 from infra_cdk.network import Network
-from infra_cdk.session_secret import SessionSecret
 
 
 class CvstackStack(Stack):
-    """Network, model store, session secret, GPU instance, Lambdas, API, monitoring."""
+    """Network, model store, secrets, GPU instance, Lambdas, API, front door, monitoring."""
 
     def __init__(
         self, scope: Construct, construct_id: str, *, config: StackConfig, **kwargs: Any
@@ -27,11 +28,25 @@ class CvstackStack(Stack):
         self.network = Network(
             self,
             "Network",
-            allowed_cidrs=config.allowed_cidrs,
+            operator_cidrs=config.operator_cidrs,
             availability_zones=config.availability_zones,
         )
         self.model_store = ModelStore(self, "ModelStore")
-        self.session_secret = SessionSecret(self, "SessionSecret")
+        self.session_secret = GeneratedSecret(
+            self,
+            "SessionSecret",
+            description="cvstack: HMAC key for session tokens (CVSTACK_SESSION_TOKEN_SECRET)",
+            length=64,
+        )
+        self.origin_secret = GeneratedSecret(
+            self,
+            "OriginSecret",
+            description=(
+                "cvstack: the header CloudFront adds to requests for the instance; nginx refuses "
+                "requests without it"
+            ),
+            length=48,
+        )
         self.gpu = GpuInstance(
             self,
             "Gpu",
@@ -39,17 +54,28 @@ class CvstackStack(Stack):
             network=self.network,
             model_store=self.model_store,
             session_secret=self.session_secret,
+            origin_secret=self.origin_secret,
+        )
+        self.api = LifecycleApi(self, "LifecycleApi", config=config)
+        self.front_door = FrontDoor(
+            self,
+            "FrontDoor",
+            config=config,
+            network=self.network,
+            gpu=self.gpu,
+            api=self.api,
+            origin_secret=self.origin_secret,
+            access_logs=self.model_store.access_logs,
         )
         self.functions = LifecycleFunctions(
-            self, "Lifecycle", config=config, gpu=self.gpu, session_secret=self.session_secret
-        )
-        self.api = LifecycleApi(
             self,
-            "LifecycleApi",
+            "Lifecycle",
             config=config,
-            start_server=self.functions.start_server,
-            status=self.functions.status,
+            gpu=self.gpu,
+            session_secret=self.session_secret,
+            endpoint_host=self.front_door.host,
         )
+        self.api.add_routes(start_server=self.functions.start_server, status=self.functions.status)
         self.monitoring = Monitoring(
             self,
             "Monitoring",
@@ -61,10 +87,12 @@ class CvstackStack(Stack):
         )
         Tags.of(self).add("project", "cvstack")
         for name, value in (
+            ("Url", self.front_door.url),
+            ("DistributionId", self.front_door.distribution.distribution_id),
+            ("SiteBucket", self.front_door.site_bucket.bucket_name),
             ("ApiUrl", self.api.api.url),
             ("ApiKeyId", self.api.api_key.key_id),
             ("InstanceId", self.gpu.instance.instance_id),
-            ("Endpoint", self.gpu.endpoint_host),
             ("ModelBucket", self.model_store.bucket.bucket_name),
             ("SessionSecretArn", self.session_secret.secret.secret_arn),
             ("SettingsParameter", self.gpu.settings.parameter_name),

@@ -24,6 +24,8 @@ PUT_METRIC_DATA_PER_1000 = 0.01
 LAMBDA_REQUEST_PER_MILLION = 0.20
 LAMBDA_ARM_GB_SECOND = 0.0000133334
 LOGS_INGEST_GB = 0.50
+S3_STANDARD_GB_MONTH = 0.023
+PAGE_MB = 0.1  # frontend/ plus config.json: well under a megabyte
 # Assumptions a template cannot say; each is stated in the table's "counted" column.
 IDLE_CHECK_SECONDS = 0.3  # idle_stop of a stopped instance: one DescribeInstances, one put
 IDLE_CHECK_LOG_BYTES = 1_500  # Lambda's START/END/REPORT lines plus one JSON report line
@@ -57,6 +59,8 @@ def stopped_cost(template: Mapping[str, Any]) -> list[CostItem]:
     )
     addresses = len(of_type("AWS::EC2::EIP"))
     secrets = len(of_type("AWS::SecretsManager::Secret"))
+    distributions = len(of_type("AWS::CloudFront::Distribution"))
+    page_copies = len(of_type("Custom::CDKBucketDeployment"))
     alarm_metrics = sum(_alarm_metric_count(alarm) for alarm in of_type("AWS::CloudWatch::Alarm"))
     dashboards = len(of_type("AWS::CloudWatch::Dashboard"))
     checks = _scheduled_invocations_per_month(resources)
@@ -64,9 +68,19 @@ def stopped_cost(template: Mapping[str, Any]) -> list[CostItem]:
     return [
         CostItem("EBS gp3 root volume", f"{volume_gib} GiB", volume_gib * GP3_GB_MONTH),
         CostItem(
-            "Elastic IP (public IPv4, billed attached or not)",
+            "Elastic IP (the instance's auto-assigned public IPv4 is released on stop)",
             f"{addresses} x {HOURS_PER_MONTH} h",
             addresses * HOURS_PER_MONTH * PUBLIC_IPV4_HOUR,
+        ),
+        CostItem(
+            "CloudFront distribution and VPC origin (billed per request and GB only)",
+            f"{distributions}, no requests while nobody visits",
+            0.0,
+        ),
+        CostItem(
+            "the page in the S3 site bucket",
+            f"{page_copies} x ~{PAGE_MB:g} MB",
+            page_copies * PAGE_MB / 1024 * S3_STANDARD_GB_MONTH,
         ),
         CostItem(
             "CloudWatch alarms",
@@ -78,7 +92,11 @@ def stopped_cost(template: Mapping[str, Any]) -> list[CostItem]:
             f"{dashboards}",
             dashboards * DASHBOARD_MONTH,
         ),
-        CostItem("Secrets Manager secret", f"{secrets}", secrets * SECRET_MONTH),
+        CostItem(
+            "Secrets Manager secrets (session token key, origin secret)",
+            f"{secrets}",
+            secrets * SECRET_MONTH,
+        ),
         CostItem(
             "custom metric published while stopped (InstanceRunning)",
             f"{METRICS_PUBLISHED_WHILE_STOPPED}",

@@ -16,6 +16,10 @@ from aws_cdk.assertions import Template
 from infra_cdk.app import build_app
 from infra_cdk.stack import CvstackStack
 
+CERTIFICATE_ARN = (
+    "arn:aws:acm:us-east-1:123456789012:certificate/0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b"
+)
+
 
 @dataclass(frozen=True)
 class Synthesized:
@@ -44,9 +48,14 @@ def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
 
 @pytest.fixture(scope="session")
 def resynthesized(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
-    """The stack after an operator changed the settings that may change after launch."""
+    """The stack after an operator changed the settings that may change after launch: other
+    origins, a custom domain with its certificate and Route 53 zone, operator addresses."""
     return synthesize(
         tmp_path_factory.mktemp("cdk.out-changed"),
         allowedOrigins=["https://new.example.org", "http://localhost:5173"],
         domainName="gpu.example.org",
+        certificateArn=CERTIFICATE_ARN,
+        hostedZoneId="Z0123456789ABCDEFGHIJ",
+        hostedZoneName="example.org",
+        operatorCidrs=["198.51.100.7/32", "2001:db8::/64"],
     )

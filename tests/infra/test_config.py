@@ -8,6 +8,7 @@ import pytest
 
 from infra_cdk.app import cdk_json_context
 from infra_cdk.config import StackConfig
+from tests.infra.conftest import CERTIFICATE_ARN
 
 
 def test_cdk_json_lists_every_setting_with_the_coded_default() -> None:
@@ -20,10 +21,31 @@ def test_cdk_json_lists_every_setting_with_the_coded_default() -> None:
     [
         ({"idleMinutes": 0}, "cvstack.idleMinutes must be positive"),
         ({"idleMinutes": "15"}, "cvstack.idleMinutes must be like 15"),
-        ({"allowedOrigins": ["*"]}, "allowedOrigins must list the frontend origins"),
+        ({"allowedOrigins": ["*"]}, "allowedOrigins lists other frontend origins"),
         ({"allowedOrigins": ["http://app.example.com"]}, "plain http are refused"),
-        ({"allowedCidrs": ["10.0.0.300/32"]}, "bad CIDR '10.0.0.300/32'"),
-        ({"hostedZoneId": "Z123"}, "set all or none"),
+        ({"operatorCidrs": ["10.0.0.300/32"]}, "bad CIDR '10.0.0.300/32'"),
+        ({"operatorCidrs": ["0.0.0.0/0"]}, "cvstack.operatorCidrs may not hold 0.0.0.0/0"),
+        ({"operatorCidrs": ["::/0"]}, "cvstack.operatorCidrs may not hold ::/0"),
+        (
+            {"allowedCidrs": ["0.0.0.0/0"]},
+            "cvstack.allowedCidrs was removed: the instance takes no traffic from the internet",
+        ),
+        ({"hostedZoneId": "Z123"}, "go together, and with domainName"),
+        (
+            {"hostedZoneId": "Z123", "hostedZoneName": "example.org"},
+            "go together, and with domainName",
+        ),
+        ({"domainName": "vision.example.org"}, "domainName and certificateArn go together"),
+        ({"certificateArn": CERTIFICATE_ARN}, "domainName and certificateArn go together"),
+        (
+            {
+                "domainName": "vision.example.org",
+                "certificateArn": CERTIFICATE_ARN.replace("us-east-1", "eu-west-1"),
+            },
+            "is not an ACM certificate in us-east-1",
+        ),
+        ({"domainName": "https://vision.example.org"}, "is not a lower-case DNS name"),
+        ({"priceClass": "PriceClass_50"}, "cvstack.priceClass must be one of"),
         ({"instanceTyp": "g5.xlarge"}, "unknown cdk.json context keys cvstack.['instanceTyp']"),
         (
             {"sessionSecretName": "cvstack/session-token-secret"},
@@ -50,9 +72,29 @@ def test_bad_settings_are_refused_with_the_key(settings: dict[str, Any], message
     assert message in str(error.value)
 
 
-def test_open_to_world() -> None:
-    assert StackConfig().open_to_world
-    assert not StackConfig(allowed_cidrs=("203.0.113.0/24",)).open_to_world
+def test_front_door_settings() -> None:
+    """Defaults: no other origins, no operator access, CloudFront's own domain."""
+    config = StackConfig()
+    assert (config.allowed_origins, config.operator_cidrs, config.domain_name) == ((), (), "")
+    assert config.instance_origins == ("self",)
+    custom = StackConfig.from_context(
+        {
+            "cvstack": {
+                "domainName": "vision.example.org",
+                "certificateArn": CERTIFICATE_ARN,
+                "hostedZoneId": "Z123",
+                "hostedZoneName": "example.org",
+                "allowedOrigins": ["https://app.example.com"],
+                "operatorCidrs": ["203.0.113.7/32"],
+                "priceClass": "PriceClass_All",
+            }
+        }
+    )
+    assert custom.instance_origins == (
+        "self",
+        "https://vision.example.org",
+        "https://app.example.com",
+    )
 
 
 def test_zone_and_termination_protection_settings() -> None:

@@ -105,9 +105,12 @@ def test_user_data_only_points_at_the_settings_parameter(synthesized: Synthesize
     assert value == {
         "CVSTACK_MODELS_S3_URI": "s3://TOKEN/models/",
         "CVSTACK_SESSION_SECRET_ID": "TOKEN",
-        "CVSTACK_FRONTEND_ORIGINS": "https://app.example.com",
-        "CVSTACK_DOMAIN_NAME": "",
+        "CVSTACK_ORIGIN_SECRET_ID": "TOKEN",
+        # The page's own origin, whatever host CloudFront serves it from.
+        "CVSTACK_FRONTEND_ORIGINS": "self",
     }
+    secrets = [p["Ref"] for p in parts if isinstance(p, dict)][1:]
+    assert secrets[0].startswith("SessionSecret") and secrets[1].startswith("OriginSecret")
 
 
 def test_the_instance_may_read_exactly_its_settings_parameter(synthesized: Synthesized) -> None:
@@ -140,8 +143,9 @@ def test_changed_origins_and_domain_change_only_the_parameter(
     old = only(synthesized, "AWS::SSM::Parameter")[1]["Properties"]["Value"]
     new = only(resynthesized, "AWS::SSM::Parameter")[1]["Properties"]["Value"]
     assert old != new
-    assert "https://new.example.org,http://localhost:5173" in json.dumps(new)
-    assert "gpu.example.org" in json.dumps(new)
+    assert "self,https://gpu.example.org,https://new.example.org,http://localhost:5173" in (
+        json.dumps(new)
+    )
 
 
 # 4. safety alarms that do not depend on idle_stop
@@ -245,7 +249,9 @@ def test_api_gateway_refusals_carry_cors_and_the_error_shape(
         and r["Properties"]["ResponseType"] == response_type
     ]
     headers = response["ResponseParameters"]
-    assert headers[ALLOW_ORIGIN] == "'https://app.example.com'"
+    # The stack's page is same-origin: no CORS headers unless other origins are configured.
+    assert ALLOW_ORIGIN not in headers
+    assert headers["gatewayresponse.header.Cache-Control"] == "'no-store'"
     template = response["ResponseTemplates"]["application/json"]
     body = json.loads(template.replace("$context.error.messageString", '"API Gateway text"'))
     assert set(body) == {"error", "message", "retryable", "retry_after_s"}
@@ -297,6 +303,21 @@ def test_the_instance_goes_to_the_configured_zone(tmp_path: Path) -> None:
 def test_cdk_destroy_and_redeploy_are_not_blocked(synthesized: Synthesized) -> None:
     _, instance = only(synthesized, "AWS::EC2::Instance")
     assert instance["Properties"]["DisableApiTermination"] is False
-    _, secret = only(synthesized, "AWS::SecretsManager::Secret")
-    assert "Name" not in secret["Properties"]
-    assert secret["DeletionPolicy"] == "Delete"
+    secrets = [
+        r for r in synthesized.resources.values() if r["Type"] == "AWS::SecretsManager::Secret"
+    ]
+    assert len(secrets) == 2
+    for secret in secrets:
+        assert "Name" not in secret["Properties"]
+        assert secret["DeletionPolicy"] == "Delete"
+    # The page's bucket is emptied and removed with the stack (the model store is kept).
+    (site,) = [
+        r
+        for name, r in synthesized.resources.items()
+        if r["Type"] == "AWS::S3::Bucket" and name.startswith("FrontDoorSiteBucket")
+    ]
+    assert site["DeletionPolicy"] == "Delete"
+    auto_delete = [
+        r for r in synthesized.resources.values() if r["Type"] == "Custom::S3AutoDeleteObjects"
+    ]
+    assert len(auto_delete) == 1

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from infra_cdk.app import build_app
+from tests.infra.conftest import CERTIFICATE_ARN
 
 
 def test_aws_solutions_has_no_unacknowledged_findings(
@@ -28,7 +29,11 @@ def test_aws_solutions_has_no_unacknowledged_findings(
     assert all(len(s["reason"]) > 40 for s in suppressed)
     rules = {s["ruleName"].split("[")[0] for s in suppressed}
     assert rules == {
-        "AwsSolutions-EC23",
+        "AwsSolutions-CFR1",
+        "AwsSolutions-CFR2",
+        "AwsSolutions-CFR3",
+        "AwsSolutions-CFR4",
+        "AwsSolutions-L1",
         "AwsSolutions-EC29",
         "AwsSolutions-SMG4",
         "AwsSolutions-IAM4",
@@ -38,3 +43,19 @@ def test_aws_solutions_has_no_unacknowledged_findings(
         "AwsSolutions-APIG6",
         "AwsSolutions-COG4",
     }
+
+
+def test_a_custom_domain_needs_no_tls_acknowledgment(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """With certificateArn the distribution requires TLS 1.2, so CFR4 is not acknowledged."""
+    outdir = tmp_path_factory.mktemp("cdk.out-nag-domain")
+    app, _ = build_app(
+        outdir=str(outdir),
+        nag=True,
+        settings={"domainName": "gpu.example.org", "certificateArn": CERTIFICATE_ARN},
+    )
+    app.synth()
+    (plugin,) = json.loads((outdir / "validation-report.json").read_text())["pluginReports"]
+    assert plugin["violations"] == []
+    assert "AwsSolutions-CFR4" not in {s["ruleName"] for s in plugin["suppressedViolations"]}

@@ -29,4 +29,10 @@ def test_counts_what_is_billed_while_stopped(synthesized: Synthesized) -> None:
     alarms = items["CloudWatch alarms"]
     # IdleNotStopped reads two metrics (EC2's running minutes and the sessions): 11 for 10.
     assert alarms.counted == "11 alarm metrics"
-    assert sum(i.usd_month for i in items.values()) < 30
+    eip = next(i for name, i in items.items() if name.startswith("Elastic IP"))
+    assert (eip.counted, eip.usd_month) == ("0 x 730 h", 0.0)
+    secrets = next(i for name, i in items.items() if name.startswith("Secrets Manager"))
+    assert (secrets.counted, secrets.usd_month) == ("2", 0.80)
+    front_door = [i for name, i in items.items() if "CloudFront" in name or "S3 site" in name]
+    assert len(front_door) == 2 and all(round(i.usd_month, 2) == 0 for i in front_door)
+    assert sum(i.usd_month for i in items.values()) < 15
