@@ -55,8 +55,8 @@ if command -v cloud-init >/dev/null; then
   esac
 fi
 
-step "host packages: nginx, certbot, curl, ca-certificates, gnupg, openssl, python3"
-apt_install nginx certbot curl ca-certificates gnupg openssl python3
+step "host packages: nginx, curl, ca-certificates, gnupg, openssl, python3"
+apt_install nginx curl ca-certificates gnupg openssl python3
 
 step "Docker engine and the compose plugin"
 if ! command -v docker >/dev/null; then
@@ -112,10 +112,10 @@ docker build --quiet -f "$PREFIX/backend/Dockerfile" -t "$BACKEND_IMAGE" "$PREFI
 docker run --rm "$BACKEND_IMAGE" cvstack instance --help >/dev/null
 
 step "state folders in $STATE"
-install -d -m 0755 "$STATE" "$STATE/engines" "$STATE/acme"
+install -d -m 0755 "$STATE" "$STATE/engines"
 install -d -m 0750 -o "$BACKEND_UID" -g "$BACKEND_UID" "$STATE/summaries"
 
-step "nginx site (ports 80/443, rendered from ami/nginx/cvstack.conf.j2)"
+step "nginx site (origin listener 80, operator TLS 443; rendered from ami/nginx/cvstack.conf.j2)"
 docker run --rm "$BACKEND_IMAGE" cvstack instance nginx-config --out /dev/stdout \
   >/etc/nginx/sites-available/cvstack
 ln -sfn /etc/nginx/sites-available/cvstack /etc/nginx/sites-enabled/cvstack
@@ -130,7 +130,7 @@ step "systemd units"
 install -m 0644 "$PREFIX"/systemd/*.service "$PREFIX"/systemd/*.timer /etc/systemd/system/
 systemctl daemon-reload
 systemctl enable nginx.service cvstack-settings.service cvstack-tls.service \
-  cvstack-certbot.service cvstack-model-sync.service cvstack-backend-env.service cvstack-engines.service \
+  cvstack-model-sync.service cvstack-backend-env.service cvstack-engines.service \
   cvstack-stack.service cvstack-heartbeat.timer
 # Nothing instance-specific in the image: user data writes instance.env at first boot and
 # cvstack-settings reads the rest from SSM at every boot.

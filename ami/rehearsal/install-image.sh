@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the instance image into the rehearsal's rootfs, step for step as ami/provision.sh
 # does on the build instance, minus what needs the GPU base image or the internet (the NVIDIA
-# driver and container toolkit, `docker pull`, certbot): those are the rehearsal's known gaps.
+# driver and container toolkit, `docker pull`): those are the rehearsal's known gaps.
 #
 #   install-image.sh ROOT SOURCE_TREE NGINX_SITE
 #
@@ -52,7 +52,7 @@ if ! prlimit --memlock=unlimited:unlimited true 2>/dev/null; then
 fi
 
 step "state folders in $STATE"
-install -d -m 0755 "$ROOT$STATE" "$ROOT$STATE/engines" "$ROOT$STATE/acme"
+install -d -m 0755 "$ROOT$STATE" "$ROOT$STATE/engines"
 install -d -m 0750 -o "$BACKEND_UID" -g "$BACKEND_UID" "$ROOT$STATE/summaries"
 
 step "nginx site, checked with a throwaway certificate"

@@ -59,15 +59,28 @@ def test_self_signed_certificate_is_made_once_and_verifies(tmp_path: Path) -> No
     assert context.cert_store_stats()["x509_ca"] == 1
 
 
-def test_letsencrypt_without_a_domain_keeps_the_self_signed_certificate(tmp_path: Path) -> None:
+def test_the_certificate_needs_no_dns_name_and_certbot_is_gone(tmp_path: Path) -> None:
+    """The operator's listener is reached by address (or a tunnel to localhost); the front
+    door's TLS is CloudFront's, so the image has no Let's Encrypt mode any more."""
+    certificate = make_self_signed(tmp_path / "tls")
+    text = subprocess.run(
+        [require_tool("openssl"), "x509", "-noout", "-ext", "subjectAltName", "-in", certificate],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "DNS:localhost" in text and "IP Address:127.0.0.1" in text
     result = subprocess.run(
         ["bash", str(REPO_ROOT / "ami" / "scripts" / "tls-setup.sh"), "letsencrypt"],
-        env={**os.environ, "CVSTACK_TLS_DIR": str(tmp_path), "CVSTACK_DOMAIN_NAME": ""},
+        env={**os.environ, "CVSTACK_TLS_DIR": str(tmp_path / "other")},
         capture_output=True,
         text=True,
         check=False,
     )
-    assert result.returncode == 0 and "keeping the self-signed" in result.stdout
+    assert result.returncode == 1 and "usage: tls-setup.sh self-signed" in result.stderr
+    for path in (REPO_ROOT / "ami").rglob("*"):
+        if path.is_file() and path.suffix in {".sh", ".hcl", ".j2", ".yaml", ".env"}:
+            assert "certbot" not in path.read_text().lower(), path
 
 
 def _fake_tools(root: Path, gpu: str, trt: str, fail: bool = False) -> dict[str, str]:
