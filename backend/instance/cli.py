@@ -50,8 +50,26 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     repository.add_argument("--out", type=Path, default=Path("/var/lib/cvstack/repository"))
     repository.set_defaults(handler=_repository)
 
-    env = commands.add_parser("backend-env", help="write the backend's production env file")
+    env = commands.add_parser(
+        "backend-env", help="write the backend's production env file and nginx's origin secret"
+    )
     env.add_argument("--secret-id", default=os.environ.get("CVSTACK_SESSION_SECRET_ID"))
+    env.add_argument(
+        "--origin-secret-id",
+        default=os.environ.get("CVSTACK_ORIGIN_SECRET_ID"),
+        help="the secret CloudFront sends to the instance (CVSTACK_ORIGIN_SECRET_ID)",
+    )
+    env.add_argument(
+        "--origin-secret-dir",
+        type=Path,
+        default=nginx_config.ORIGIN_SECRET_DIR,
+        help=f"where {backend_env.ORIGIN_SECRET_MAP} goes (nginx includes it)",
+    )
+    env.add_argument(
+        "--nginx-group",
+        default=backend_env.NGINX_GROUP,
+        help="the group of nginx's workers, which may read the map file",
+    )
     env.add_argument(
         "--allowed-origins",
         default=os.environ.get("CVSTACK_FRONTEND_ORIGINS"),
@@ -72,10 +90,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     beat.set_defaults(handler=_heartbeat)
 
     nginx = commands.add_parser("nginx-config", help="render the nginx site for given ports")
-    nginx.add_argument("--http-port", type=port_number, default=80)
+    nginx.add_argument(
+        "--origin-port", type=port_number, default=80, help="CloudFront's origin listener"
+    )
     nginx.add_argument("--https-port", type=port_number, default=443)
     nginx.add_argument("--backend-port", type=port_number, default=8080)
     nginx.add_argument("--max-body-bytes", type=positive_int, default=2_000_000)
+    nginx.add_argument(
+        "--origin-secret-dir",
+        type=Path,
+        default=nginx_config.ORIGIN_SECRET_DIR,
+        help="where the boot writes origin-secret.map (the secret CloudFront sends)",
+    )
     for limit in dataclasses.fields(nginx_config.ClientLimits):  # --header-timeout-s 10 ...
         nginx.add_argument(
             f"--{limit.name.replace('_', '-')}",
@@ -127,21 +153,22 @@ def _repository(args: argparse.Namespace) -> int:
 
 
 def _backend_env(args: argparse.Namespace) -> int:
-    if not args.secret_id or not args.allowed_origins:
+    if not args.secret_id or not args.origin_secret_id or not args.allowed_origins:
         return fail(
-            "CVSTACK_SESSION_SECRET_ID and CVSTACK_FRONTEND_ORIGINS must be set "
-            "(cvstack-settings writes them to /run/cvstack/stack.env)"
+            "CVSTACK_SESSION_SECRET_ID, CVSTACK_ORIGIN_SECRET_ID and CVSTACK_FRONTEND_ORIGINS "
+            "must be set (cvstack-settings writes them to /run/cvstack/stack.env)"
         )
+    secrets = boto3.client("secretsmanager", region_name=args.region)
     try:
-        values = backend_env.backend_environment(
-            boto3.client("secretsmanager", region_name=args.region),
-            args.secret_id,
-            args.allowed_origins,
+        values = backend_env.backend_environment(secrets, args.secret_id, args.allowed_origins)
+        origin_secret = backend_env.origin_secret(secrets, args.origin_secret_id)
+        origin_map = backend_env.write_origin_secret_map(
+            origin_secret, args.origin_secret_dir, args.nginx_group
         )
         backend_env.write_env_file(values, args.out)
-    except backend_env.BackendEnvError as exc:
+    except (backend_env.BackendEnvError, OSError) as exc:
         return fail(str(exc))
-    print(f"backend environment written to {args.out}")
+    print(f"backend environment written to {args.out}, origin secret to {origin_map}")
     return 0
 
 
@@ -172,10 +199,11 @@ def _nginx_config(args: argparse.Namespace) -> int:
     except ValueError as invalid:
         return fail(str(invalid))
     site = nginx_config.NginxSite(
-        http_port=args.http_port,
+        origin_port=args.origin_port,
         https_port=args.https_port,
         backend_port=args.backend_port,
         max_body_bytes=args.max_body_bytes,
+        origin_secret_dir=args.origin_secret_dir,
         limits=limits,
     )
     args.out.write_text(nginx_config.render_nginx_site(site))

@@ -1,7 +1,8 @@
 """Render the instance's nginx site (`ami/nginx/cvstack.conf.j2`) for given ports.
 
-The image renders it with 80/443 at bake time; the tests render the very same template on free
-high ports and run it in a real nginx.
+The image renders it with 80 (the CloudFront origin listener) and 443 (the operator's TLS
+listener) at bake time; the tests render the very same template on free high ports and run it in
+a real nginx.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from backend.paths import REPO_ROOT
 
 TEMPLATE = REPO_ROOT / "ami" / "nginx" / "cvstack.conf.j2"
 TLS_DIR = Path("/etc/cvstack/tls")
-ACME_ROOT = Path("/var/lib/cvstack/acme")
+# Where the boot writes the origin secret's map file (backend/instance/backend_env.py).
+ORIGIN_SECRET_DIR = Path("/run/cvstack/nginx")
 LOG_DIR = Path("/var/log/nginx")
 MAX_TIMEOUT_S = 3600
 MAX_CONNECTIONS_PER_IP = 65535  # nginx refuses a larger limit_conn
@@ -71,12 +73,12 @@ class ClientLimits:
 class NginxSite:
     """Everything that differs between the instance and a test."""
 
-    http_port: int = 80
-    https_port: int = 443
+    origin_port: int = 80  # CloudFront's VPC origin: plain HTTP, the origin secret required
+    https_port: int = 443  # the operator's access, self-signed TLS
     backend_port: int = 8080
     max_body_bytes: int = 2_000_000  # CVSTACK_MAX_FRAME_BYTES
     tls_dir: Path = TLS_DIR
-    acme_root: Path = ACME_ROOT
+    origin_secret_dir: Path = ORIGIN_SECRET_DIR
     log_dir: Path = LOG_DIR
     limits: ClientLimits = field(default_factory=ClientLimits)
 
@@ -90,13 +92,12 @@ def render_nginx_site(site: NginxSite) -> str:
         autoescape=False,
     )
     return environment.get_template(TEMPLATE.name).render(
-        http_port=site.http_port,
+        origin_port=site.origin_port,
         https_port=site.https_port,
-        https_suffix="" if site.https_port == 443 else f":{site.https_port}",
         backend_port=site.backend_port,
         max_body_bytes=site.max_body_bytes,
         tls_dir=site.tls_dir,
-        acme_root=site.acme_root,
+        origin_secret_dir=site.origin_secret_dir,
         log_dir=site.log_dir,
         limits=site.limits,
     )

@@ -2,7 +2,7 @@
 
 User data writes only the immutable bootstrap lines to `/etc/cvstack/instance.env`
 (`CVSTACK_AWS_REGION`, `CVSTACK_SETTINGS_PARAMETER`). Everything that can change after launch
-(model store, secret, allowed origins, domain) lives in an SSM String parameter holding a JSON
+(model store, secret ids, allowed origins) lives in an SSM String parameter holding a JSON
 object, so a `cdk deploy` that changes it reaches the instance at its next boot. This module
 reads and validates that parameter and writes `/run/cvstack/stack.env` (tmpfs, 0600, atomic):
 the bootstrap lines, the parameter's lines, then the optional AWS endpoint overrides of
@@ -29,17 +29,17 @@ PARAMETER = "CVSTACK_SETTINGS_PARAMETER"
 BOOTSTRAP_KEYS = (REGION, PARAMETER)
 MODELS_S3_URI = "CVSTACK_MODELS_S3_URI"
 SESSION_SECRET_ID = "CVSTACK_SESSION_SECRET_ID"
+ORIGIN_SECRET_ID = "CVSTACK_ORIGIN_SECRET_ID"
 FRONTEND_ORIGINS = "CVSTACK_FRONTEND_ORIGINS"
-DOMAIN_NAME = "CVSTACK_DOMAIN_NAME"
-SETTING_KEYS = (MODELS_S3_URI, SESSION_SECRET_ID, FRONTEND_ORIGINS, DOMAIN_NAME)
+SETTING_KEYS = (MODELS_S3_URI, SESSION_SECRET_ID, ORIGIN_SECRET_ID, FRONTEND_ORIGINS)
 
 _KEY = re.compile(r"[A-Z_][A-Z0-9_]*")
 # Values go into env files that both systemd and `docker run --env-file` read; those two
 # disagree on quotes, backslashes and spaces, so no value may contain any.
 _PLAIN = re.compile(r"[^\s\"'\\`$]*")
 _S3_URI = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/\S*)?")
-_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:\d{1,5})?")
-_DOMAIN = re.compile(r"([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
+# An origin, or `self`: the page's own origin (backend/security/origins.py).
+_ORIGIN = re.compile(r"self|https?://[A-Za-z0-9.-]+(:\d{1,5})?")
 
 
 class ParameterReader(Protocol):
@@ -178,16 +178,16 @@ def _checked(key: str, value: str, name: str) -> str:
         problem = "must be an s3://bucket/prefix/ URI (the stack's model bucket)"
     elif key == SESSION_SECRET_ID and not value:
         problem = "must name the session-token secret (its ARN)"
+    elif key == ORIGIN_SECRET_ID and not value:
+        problem = "must name the secret CloudFront sends to the instance (its ARN)"
     elif key == FRONTEND_ORIGINS:
         origins = value.split(",")
         bad = [origin for origin in origins if not _ORIGIN.fullmatch(origin)]
         if not value or bad:
             problem = (
-                f"must be comma-separated origins like https://app.example.com (no path); "
+                f"must be comma-separated origins like self,https://app.example.com (no path); "
                 f"got {bad[0] if bad else 'nothing'!r}"
             )
-    elif key == DOMAIN_NAME and value and not _DOMAIN.fullmatch(value):
-        problem = "must be empty or a lower-case domain name like cv.example.com"
     if problem:
         raise SettingsError(f"SSM parameter {name}: {key} {problem} (cdk.json context.cvstack)")
     return value

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import http
 import os
 import shutil
 import signal
 import socket
 import ssl
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,7 +18,11 @@ from pathlib import Path
 
 import pytest
 from moto import mock_aws
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+from websockets.sync.server import Server, ServerConnection, serve
 
+from backend.instance.backend_env import write_origin_secret_map
 from backend.instance.nginx_config import ClientLimits, NginxSite, render_nginx_site
 from backend.paths import REPO_ROOT
 from backend.triton_server.local_server import LocalTritonServer, ServerAddress
@@ -29,6 +35,10 @@ from tests.backend.service.conftest import (  # fixtures re-exported for this pa
 
 TLS_SETUP = REPO_ROOT / "ami" / "scripts" / "tls-setup.sh"
 MAX_FRAME_BYTES = 100_000  # small, so the oversized-frame tests send little
+# What CloudFront adds to every request it forwards (X-Cvstack-Origin-Secret).
+ORIGIN_SECRET = "Cvst4ckOrigin" * 4
+ORIGIN_SECRET_HEADER = "X-Cvstack-Origin-Secret"
+FLOOD_MESSAGE = b"\0" * 262_144
 __all__ = ["open_client", "start_backend"]
 
 
@@ -56,7 +66,7 @@ def make_self_signed(tls_dir: Path) -> Path:
     """Run the unit's own script; returns the certificate (also the client's trust anchor)."""
     subprocess.run(
         ["bash", str(TLS_SETUP), "self-signed"],
-        env={**os.environ, "CVSTACK_TLS_DIR": str(tls_dir), "CVSTACK_DOMAIN_NAME": ""},
+        env={**os.environ, "CVSTACK_TLS_DIR": str(tls_dir)},
         check=True,
         capture_output=True,
     )
@@ -99,6 +109,11 @@ class NginxFront:
         return f"https://127.0.0.1:{self.site.https_port}"
 
     @property
+    def origin(self) -> str:
+        """The origin listener, where CloudFront connects (plain HTTP)."""
+        return f"http://127.0.0.1:{self.site.origin_port}"
+
+    @property
     def wss(self) -> str:
         return f"wss://127.0.0.1:{self.site.https_port}/ws/inference"
 
@@ -118,30 +133,94 @@ def _wait_listening(port: int, process: subprocess.Popen[bytes], log: Path) -> N
     pytest.fail("nginx did not listen within 20 s")
 
 
+class Upstream:
+    """Stands in for the backend: 200 on plain HTTP; on /ws/silent it never writes, on
+    /ws/pinging it writes every 0.5 s, on /ws/flood it writes as fast as it can, and on any
+    other /ws/ path it echoes. `requests` records every request as the backend got it (path,
+    query, headers), `paths` every WebSocket's path and query, `events` how flood connections
+    ended."""
+
+    def __init__(self) -> None:
+        self.requests: list[Request] = []
+        self.paths: list[str] = []
+        self.events: list[str] = []
+        self.server: Server = serve(
+            self._session, "127.0.0.1", 0, process_request=self._http, max_size=None
+        )
+        self.port: int = self.server.socket.getsockname()[1]
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self._thread.join(10)
+
+    def _http(self, connection: ServerConnection, request: Request) -> Response | None:
+        self.requests.append(request)
+        if request.path.startswith("/ws/"):
+            return None
+        return connection.respond(http.HTTPStatus.OK, "upstream\n")
+
+    def _session(self, connection: ServerConnection) -> None:
+        assert connection.request is not None
+        self.paths.append(connection.request.path)
+        path = connection.request.path.split("?")[0]
+        try:
+            if path == "/ws/silent":
+                connection.wait_closed()
+            elif path == "/ws/pinging":
+                while True:
+                    connection.send("ping")
+                    time.sleep(0.5)
+            elif path == "/ws/flood":
+                started = time.monotonic()
+                try:
+                    while True:
+                        connection.send(FLOOD_MESSAGE)
+                except (ConnectionClosed, OSError):
+                    self.events.append(f"flood ended after {time.monotonic() - started:.1f} s")
+            else:
+                for message in connection:
+                    connection.send(message)
+        except ConnectionClosed:
+            pass
+
+
+@pytest.fixture
+def upstream() -> Iterator[Upstream]:
+    server = Upstream()
+    yield server
+    server.stop()
+
+
 @contextmanager
 def running_nginx(
     prefix: Path,
     backend_port: int,
     max_body_bytes: int,
     limits: ClientLimits | None = None,
+    origin_secret: str | None = ORIGIN_SECRET,
 ) -> Iterator[NginxSite]:
     """The shipped site in a real nginx on free loopback ports, with a self-signed certificate
-    from the unit's own script (`<site.tls_dir>/fullchain.pem`), in front of `backend_port`.
+    from the unit's own script (`<site.tls_dir>/fullchain.pem`) and the origin secret's map file
+    as the boot writes it (none when `origin_secret` is None), in front of `backend_port`.
     Every log nginx writes lies in `prefix` (the site's own: `cvstack-access.log`,
     `cvstack-error.log`)."""
     nginx = require_tool("nginx")
     ports = ServerAddress.on_free_ports()
     site = NginxSite(
-        http_port=ports.http_port,
+        origin_port=ports.http_port,
         https_port=ports.grpc_port,
         backend_port=backend_port,
         max_body_bytes=max_body_bytes,
         tls_dir=prefix / "tls",
-        acme_root=prefix / "acme",
+        origin_secret_dir=prefix / "origin-secret",
         log_dir=prefix,
         limits=limits or ClientLimits(),
     )
     make_self_signed(site.tls_dir)
+    if origin_secret is not None:
+        write_origin_secret_map(origin_secret, site.origin_secret_dir)
     site_file = prefix / "cvstack.conf"
     site_file.write_text(render_nginx_site(site))
     config = nginx_main_config(prefix, site_file)
@@ -153,7 +232,7 @@ def running_nginx(
     )
     try:
         _wait_listening(site.https_port, process, prefix / "error.log")
-        _wait_listening(site.http_port, process, prefix / "error.log")
+        _wait_listening(site.origin_port, process, prefix / "error.log")
         yield site
     finally:
         process.send_signal(signal.SIGTERM)  # fast shutdown: open WebSockets must not hold it
@@ -168,8 +247,15 @@ def running_nginx(
 def nginx_front(
     yolo_models_dir: Path, triton: LocalTritonServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[NginxFront]:
+    """nginx in front of the real backend, which allows its own origin only ("self"), as in
+    production behind the front door."""
     backend = BackendServer(
-        backend_settings(yolo_models_dir, triton.address, max_frame_bytes=MAX_FRAME_BYTES)
+        backend_settings(
+            yolo_models_dir,
+            triton.address,
+            max_frame_bytes=MAX_FRAME_BYTES,
+            allowed_origins=["self"],
+        )
     ).start()
     try:
         with running_nginx(

@@ -52,14 +52,20 @@ def https_request(
 
 
 def test_production_rendering_passes_nginx_t(tmp_path: Path) -> None:
-    """Ports 80/443 as the image renders them; only the certificate folder is a test's."""
+    """Ports 80/443 and the origin secret's folder as the image renders them; only the
+    certificate folder is a test's (no map file: nginx starts without one, failing closed)."""
     nginx = require_tool("nginx")
-    site = NginxSite(tls_dir=tmp_path / "tls", acme_root=tmp_path / "acme")
+    site = NginxSite(tls_dir=tmp_path / "tls")
     make_self_signed(site.tls_dir)
     text = render_nginx_site(site)
     assert "listen 80 default_server;" in text and "listen 443 ssl http2 default_server;" in text
-    assert "return 301 https://$host$request_uri;" in text
-    assert "client_max_body_size 2000000;" in text
+    assert "include /run/cvstack/nginx/*.map;" in text
+    assert "real_ip_header X-Forwarded-For;" in text and "real_ip_recursive off;" in text
+    assert "return 301" not in text and "acme" not in text
+    assert text.count("client_max_body_size 2000000;") == 2
+    # Both listeners pass the Host with its port, on every proxied location (none uses $host).
+    assert text.count("proxy_set_header Host $http_host;") == 4
+    assert "$host" not in text.replace("$http_host", "")
     # The defences of issue 11 with their production numbers (tests/instance/test_nginx_limits.py
     # shows each one working), in both servers where they are per server.
     limits = ClientLimits()
@@ -109,6 +115,11 @@ def test_the_cli_renders_tuned_limits_and_refuses_impossible_ones(
     text = out.read_text()
     assert text.count("limit_conn cvstack_conn 7;") == 2
     assert text.count("client_header_timeout 4s;") == 2
+    assert "listen 80 default_server;" in text and "/run/cvstack/nginx/*.map;" in text
+    ports = ["--origin-port", "8081", "--origin-secret-dir", str(tmp_path / "secret")]
+    assert main([*argv, *ports]) == 0
+    text = out.read_text()
+    assert "listen 8081 default_server;" in text and f"{tmp_path}/secret/*.map;" in text
     assert f"burst={ClientLimits().handshake_burst} nodelay;" in text  # the rest: defaults
     assert main([*argv, "--connections-per-ip", "65536"]) == 2
     assert "connections_per_ip must be a whole number 1..65535" in capsys.readouterr().err
@@ -139,14 +150,6 @@ def test_tls_12_and_13_work_and_older_versions_are_refused(nginx_front: NginxFro
     with pytest.raises(urllib.error.URLError) as refused:
         urllib.request.urlopen(f"{nginx_front.https}/health", context=old)
     assert "ALERT_PROTOCOL_VERSION" in str(refused.value)  # nginx's refusal, not the client's
-
-
-def test_http_redirects_to_https(nginx_front: NginxFront) -> None:
-    connection = http.client.HTTPConnection("127.0.0.1", nginx_front.site.http_port, timeout=10)
-    connection.request("GET", "/ready?probe=1")
-    response = connection.getresponse()
-    assert response.status == 301
-    assert response.getheader("Location") == f"{nginx_front.https}/ready?probe=1"
 
 
 def test_metrics_are_refused_through_nginx_but_served_on_loopback(
@@ -212,7 +215,7 @@ def test_websocket_upgrade_keeps_the_forwarding_headers(tmp_path: Path) -> None:
             with connect(url, ssl=tls) as connection:
                 received = {k.lower(): v for k, v in json.loads(connection.recv(10)).items()}
         echo.shutdown()
-    assert received["host"] == "127.0.0.1"  # the client's, not the upstream's name
+    assert received["host"] == f"127.0.0.1:{site.https_port}"  # the client's, with its port
     assert received["x-real-ip"] == "127.0.0.1"
     assert received["x-forwarded-for"] == "127.0.0.1"
     assert received["x-forwarded-proto"] == "https"

@@ -2,13 +2,14 @@
 
 nginx runs the rendered site on loopback in front of a loopback upstream (HTTP 200 on every
 path, WebSockets on /ws/...), with limits small enough to reach in a test. Clients come from
-127.0.0.1 and, to show that a limit is per address, from 127.0.0.2.
+127.0.0.1 and, to show that a limit is per address, from 127.0.0.2; through the origin listener
+every request comes from one address (a CloudFront edge) and names its viewer in
+X-Forwarded-For.
 """
 
 from __future__ import annotations
 
 import base64
-import http
 import os
 import socket
 import ssl
@@ -21,67 +22,19 @@ from pathlib import Path
 
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
-from websockets.http11 import Request, Response
 from websockets.sync.client import ClientConnection, connect
-from websockets.sync.server import Server, ServerConnection, serve
 
 from backend.instance.nginx_config import ClientLimits, NginxSite
-from tests.instance.conftest import MAX_FRAME_BYTES, running_nginx
+from tests.instance.conftest import (
+    MAX_FRAME_BYTES,
+    ORIGIN_SECRET,
+    ORIGIN_SECRET_HEADER,
+    Upstream,
+    running_nginx,
+)
 
 OTHER_CLIENT = "127.0.0.2"  # loopback too: a second client address on the same machine
 SLACK_S = 4.0  # on top of a timeout before a test calls it missing (the machine may be busy)
-FLOOD_MESSAGE = b"\0" * 262_144
-
-
-class Upstream:
-    """Stands in for the backend: 200 on plain HTTP; on /ws/silent it never writes, on
-    /ws/pinging it writes every 0.5 s, on /ws/flood it writes as fast as it can, and on any
-    other /ws/ path it echoes. `paths` records every WebSocket's path and query as the backend
-    got it, `events` how flood connections ended."""
-
-    def __init__(self) -> None:
-        self.paths: list[str] = []
-        self.events: list[str] = []
-        self.server: Server = serve(
-            self._session, "127.0.0.1", 0, process_request=self._http, max_size=None
-        )
-        self.port: int = self.server.socket.getsockname()[1]
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self._thread.join(10)
-
-    @staticmethod
-    def _http(connection: ServerConnection, request: Request) -> Response | None:
-        if request.path.startswith("/ws/"):
-            return None
-        return connection.respond(http.HTTPStatus.OK, "upstream\n")
-
-    def _session(self, connection: ServerConnection) -> None:
-        assert connection.request is not None
-        self.paths.append(connection.request.path)
-        path = connection.request.path.split("?")[0]
-        try:
-            if path == "/ws/silent":
-                connection.wait_closed()
-            elif path == "/ws/pinging":
-                while True:
-                    connection.send("ping")
-                    time.sleep(0.5)
-            elif path == "/ws/flood":
-                started = time.monotonic()
-                try:
-                    while True:
-                        connection.send(FLOOD_MESSAGE)
-                except (ConnectionClosed, OSError):
-                    self.events.append(f"flood ended after {time.monotonic() - started:.1f} s")
-            else:
-                for message in connection:
-                    connection.send(message)
-        except ConnectionClosed:
-            pass
 
 
 @dataclass
@@ -134,15 +87,28 @@ class Front:
             )
             return int(tls.recv(4096).split(b" ", 2)[1])
 
+    def origin_websocket(self, viewer: str, path: str = "/ws/inference") -> ClientConnection:
+        """An open WebSocket through the origin listener as CloudFront opens it for `viewer`:
+        the secret, and X-Forwarded-For with what the viewer sent (a spoofed 1.2.3.4) followed
+        by the viewer's address."""
+        return connect(
+            f"ws://127.0.0.1:{self.site.origin_port}{path}",
+            additional_headers={
+                ORIGIN_SECRET_HEADER: ORIGIN_SECRET,
+                "X-Forwarded-For": f"1.2.3.4, {viewer}",
+            },
+            ping_interval=None,
+        )
+
+    def origin_handshake_status(self, viewer: str, path: str = "/ws/inference") -> int:
+        try:
+            with self.origin_websocket(viewer, path):
+                return 101
+        except InvalidStatus as refused:
+            return refused.response.status_code
+
     def access_log(self) -> list[str]:
         return (self.prefix / "cvstack-access.log").read_text().splitlines()
-
-
-@pytest.fixture
-def upstream() -> Iterator[Upstream]:
-    server = Upstream()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -229,7 +195,7 @@ def test_a_timed_out_request_is_reset_not_closed_gracefully(
     """reset_timedout_connection: the socket of a timed-out request is freed at once (RST), not
     left in FIN_WAIT for the client to finish. Plain HTTP, where the client can tell the two."""
     front = start_front(header_timeout_s=2)
-    with front.socket_from("127.0.0.1", front.site.http_port) as raw:
+    with front.socket_from("127.0.0.1", front.site.origin_port) as raw:
         raw.sendall(b"GET / HTTP/1.1\r\n")
         raw.settimeout(2 + SLACK_S)
         with pytest.raises(ConnectionResetError):  # b"" after a FIN; TimeoutError if neither
@@ -314,15 +280,41 @@ def test_handshake_bursts_beyond_the_limit_are_refused(start_front: Callable[...
     assert any("limit_req=REJECTED" in line and " 429 " in line for line in front.access_log())
 
 
+def test_the_origin_listener_counts_viewers_not_the_cloudfront_edge(
+    start_front: Callable[..., Front],
+) -> None:
+    """Every request through the front door comes from a CloudFront address; the limits key on
+    the viewer, the last X-Forwarded-For entry (the one CloudFront appended), never on an entry
+    the viewer wrote itself. One viewer that used its handshake burst is refused while another
+    behind the same edge (and with the same spoofed first entry) still gets through; a third
+    whose own address is the first viewer's shares its count. limit_conn likewise."""
+    front = start_front(handshakes_per_s=1, handshake_burst=2, connections_per_ip=2)
+    statuses = [front.origin_handshake_status("5.6.7.8") for _ in range(10)]
+    assert statuses[:3] == [101] * 3 and 429 in statuses, statuses
+    assert front.origin_handshake_status("9.9.9.9") == 101
+    assert front.origin_handshake_status("5.6.7.8") == 429
+    with front.origin_websocket("10.0.0.1"), front.origin_websocket("10.0.0.1"):
+        assert front.origin_handshake_status("10.0.0.1") == 429  # limit_conn, 2 held
+        assert front.origin_handshake_status("10.0.0.2") == 101
+    access = front.access_log()
+    assert any(line.startswith("5.6.7.8 ") and "limit_req=REJECTED" in line for line in access)
+    assert any(line.startswith("10.0.0.1 ") and "limit_conn=REJECTED" in line for line in access)
+    assert not any(line.startswith(("1.2.3.4 ", "127.0.0.1 ")) for line in access), access
+    handshake = front.upstream.requests[0]
+    assert handshake.headers["X-Real-IP"] == "5.6.7.8"
+    assert handshake.headers["X-Forwarded-For"] == "1.2.3.4, 5.6.7.8"  # CloudFront's, as is
+    assert handshake.headers["X-Forwarded-Proto"] == "https"
+
+
 # --- tokens stay out of the logs ------------------------------------------------------------
 
 
 def test_no_session_token_reaches_any_nginx_log(start_front: Callable[..., Front]) -> None:
     """Every way a request with `?token=` can end (opened, refused by either limit, timed out,
-    too large, redirected from HTTP, backend down) is logged, and no log file nginx wrote holds
-    the token: the access log writes the path without the query, the error log (whose lines
-    about a request quote the request line) keeps only crit and worse. The backend still gets
-    the token. Each case comes from its own address, so the limits do not mix."""
+    too large, refused by the origin listener, backend down) is logged, and no log file nginx
+    wrote holds the token: the access log writes the path without the query, the error log
+    (whose lines about a request quote the request line) keeps only crit and worse. The backend
+    still gets the token. Each case comes from its own address, so the limits do not mix."""
     front = start_front(
         header_timeout_s=2, connections_per_ip=2, handshakes_per_s=1, handshake_burst=2
     )
@@ -344,10 +336,9 @@ def test_no_session_token_reaches_any_nginx_log(start_front: Callable[..., Front
             "Connection: close\r\n\r\n".encode()
         )
         assert b" 413 " in tls.recv(4096)
-    with front.socket_from("127.0.0.3", front.site.http_port) as plain:
+    with front.socket_from("127.0.0.3", front.site.origin_port) as plain:  # no origin secret
         plain.sendall(f"GET {wss} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
-        answer = plain.recv(4096)
-        assert b" 301 " in answer and secret.encode() in answer  # the redirect keeps it
+        assert b" 403 " in plain.recv(4096)
     assert f"/ws/inference?token={secret}" in front.upstream.paths  # the backend got it
     front.upstream.stop()
     assert front.handshake_status(wss, "127.0.0.4") == 502  # the backend is down (restarting)
@@ -357,7 +348,7 @@ def test_no_session_token_reaches_any_nginx_log(start_front: Callable[..., Front
         assert secret.encode() not in text, f"{name} holds the token:\n{text.decode()}"
     assert {"cvstack-access.log", "cvstack-error.log"} <= set(logged)
     access = front.access_log()
-    for status in ("101", "429", "408", "413", "301", "502"):
+    for status in ("101", "429", "408", "413", "403", "502"):
         assert any(f'/ws/inference HTTP/1.1" {status} ' in line for line in access), status
     assert any("limit_req=REJECTED" in line for line in access)
     assert any("limit_conn=REJECTED" in line for line in access)

@@ -19,8 +19,8 @@ PARAMETER = "/cvstack/CvStack/instance-settings"
 SETTINGS = {
     "CVSTACK_MODELS_S3_URI": "s3://cvstack-models-123/models/",
     "CVSTACK_SESSION_SECRET_ID": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:cvstack",
-    "CVSTACK_FRONTEND_ORIGINS": "https://app.example.com,http://localhost:8080",
-    "CVSTACK_DOMAIN_NAME": "",
+    "CVSTACK_ORIGIN_SECRET_ID": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:origin",
+    "CVSTACK_FRONTEND_ORIGINS": "self,https://app.example.com,http://localhost:8080",
 }
 
 
@@ -90,12 +90,14 @@ def test_a_changed_parameter_reaches_the_next_boot(ssm: Any, etc: Path, tmp_path
     ("change", "message"),
     [
         ({"CVSTACK_EXTRA": "x"}, "unknown key CVSTACK_EXTRA"),
-        ({"CVSTACK_DOMAIN_NAME": None}, "has no CVSTACK_DOMAIN_NAME"),
+        ({"CVSTACK_ORIGIN_SECRET_ID": None}, "has no CVSTACK_ORIGIN_SECRET_ID"),
+        ({"CVSTACK_ORIGIN_SECRET_ID": ""}, "CVSTACK_ORIGIN_SECRET_ID must name the secret"),
+        ({"CVSTACK_DOMAIN_NAME": "cv.example.com"}, "unknown key CVSTACK_DOMAIN_NAME"),
         ({"CVSTACK_MODELS_S3_URI": "https://bucket/models"}, "CVSTACK_MODELS_S3_URI must be"),
         ({"CVSTACK_FRONTEND_ORIGINS": "https://a.example.com/app"}, "CVSTACK_FRONTEND_ORIGINS"),
         ({"CVSTACK_FRONTEND_ORIGINS": ""}, "CVSTACK_FRONTEND_ORIGINS must be"),
-        ({"CVSTACK_DOMAIN_NAME": "not a domain"}, "CVSTACK_DOMAIN_NAME has a space"),
-        ({"CVSTACK_DOMAIN_NAME": "Bad_Domain"}, "CVSTACK_DOMAIN_NAME must be"),
+        ({"CVSTACK_FRONTEND_ORIGINS": "self,same"}, "got 'same'"),
+        ({"CVSTACK_ORIGIN_SECRET_ID": "not an arn"}, "CVSTACK_ORIGIN_SECRET_ID has a space"),
         ({"CVSTACK_SESSION_SECRET_ID": 42}, "CVSTACK_SESSION_SECRET_ID must be a string"),
     ],
 )
@@ -119,7 +121,7 @@ def test_bad_settings_stop_the_boot_with_one_line_naming_the_key(
         ("missing-parameter", "does not exist: deploy the stack"),
         ("no-parameter-line", "has no CVSTACK_SETTINGS_PARAMETER"),
         ("no-instance-env", "cannot read"),
-        ("aws-env-overrides-a-setting", "may not set CVSTACK_DOMAIN_NAME"),
+        ("aws-env-overrides-a-setting", "may not set CVSTACK_ORIGIN_SECRET_ID"),
     ],
 )
 def test_broken_bootstrap_files_are_named(
@@ -134,7 +136,7 @@ def test_broken_bootstrap_files_are_named(
     elif problem == "no-instance-env":
         (etc / "instance.env").unlink()
     else:
-        (etc / "aws.env").write_text("CVSTACK_DOMAIN_NAME=evil.example.com\n")
+        (etc / "aws.env").write_text("CVSTACK_ORIGIN_SECRET_ID=evil\n")
     assert run_settings(etc, etc.parent / "stack.env") == 2
     error = capsys.readouterr().err
     assert message in error and error.count("\n") == 1, error

@@ -67,13 +67,6 @@ def words(settings: dict[str, list[str]], key: str) -> set[str]:
     return {word for value in settings.get(key, []) for word in value.split()}
 
 
-def seconds(span: str) -> int:
-    """A systemd time span such as `20min`, `2h` or `90s` (one unit, as these units use)."""
-    match = re.fullmatch(r"(\d+)(s|min|h)?", span)
-    assert match is not None, span
-    return int(match.group(1)) * {"s": 1, "min": 60, "h": 3600, None: 1}[match.group(2)]
-
-
 def verify(paths: list[Path]) -> list[str]:
     """verify's findings, minus "not executable" for scripts that the image installs under
     /opt/cvstack (checked against the repository instead)."""
@@ -175,7 +168,7 @@ def boot_findings(root: Path) -> str:
 
 
 def test_every_unit_verifies_clean() -> None:
-    assert len(UNITS) >= 9
+    assert len(UNITS) >= 8
     assert verify(UNITS) == []
 
 
@@ -222,7 +215,6 @@ def test_verify_catches_a_broken_unit(tmp_path: Path) -> None:
             {"cvstack-engines.service", "cvstack-backend-env.service", "docker.service"},
             {"cvstack-engines.service", "cvstack-backend-env.service", "docker.service"},
         ),
-        ("cvstack-certbot.service", {"nginx.service", SETTINGS}, {"nginx.service", SETTINGS}),
     ],
 )
 def test_boot_order(unit: str, requires: set[str], after: set[str]) -> None:
@@ -236,7 +228,7 @@ def test_settings_come_from_the_boot_not_from_user_data() -> None:
     the heartbeat needs only the region from user data (so a failed boot still reports)."""
     for unit in UNITS:
         assert "/etc/cvstack/stack.env" not in unit.read_text(), unit.name
-    stack_env = {"cvstack-model-sync", "cvstack-backend-env", "cvstack-tls", "cvstack-certbot"}
+    stack_env = {"cvstack-model-sync", "cvstack-backend-env"}
     for name in stack_env:
         text = (UNITS_DIR / f"{name}.service").read_text()
         assert "/run/cvstack/stack.env" in text, name
@@ -258,26 +250,23 @@ def test_settings_come_from_the_boot_not_from_user_data() -> None:
     assert "--env-file /etc/cvstack/instance.env" in heartbeat["Service.ExecStart"][0]
 
 
-def test_certbot_retries_are_bounded_below_lets_encrypts_limit() -> None:
-    """Let's Encrypt allows 5 failed validations per hostname per hour: a failing certbot must
-    stop trying well below that, not retry every minute forever."""
-    certbot = unit_settings(UNITS_DIR / "cvstack-certbot.service")
-    assert certbot["Service.Restart"] == ["on-failure"]
-    restart_s = seconds(certbot["Service.RestartSec"][0])
-    burst = int(certbot["Unit.StartLimitBurst"][0])
-    interval_s = seconds(certbot["Unit.StartLimitIntervalSec"][0])
-    assert restart_s >= 15 * 60
-    # Every start within the interval counts: the limit must bite before the window ends.
-    assert (burst - 1) * restart_s < interval_s
-    assert burst <= 4 and min(burst, 3600 // restart_s + 1) < 5  # tries in any hour
-
-
 def test_tls_comes_before_nginx_and_heartbeat_runs_every_minute() -> None:
     tls = unit_settings(UNITS_DIR / "cvstack-tls.service")
     assert "nginx.service" in words(tls, "Unit.Before")
     assert "nginx.service" in words(tls, "Install.RequiredBy")
+    assert not (UNITS_DIR / "cvstack-certbot.service").exists()  # CloudFront's TLS instead
     timer = unit_settings(UNITS_DIR / "cvstack-heartbeat.timer")
     assert timer["Timer.OnUnitActiveSec"] == ["1min"]
+
+
+def test_the_origin_secret_is_written_before_nginx_starts_and_its_failure_fails_closed() -> None:
+    """nginx reads origin-secret.map when it starts: backend-env, which writes it, comes first.
+    Ordered, not required: when backend-env fails nginx still starts, its origin listener
+    refuses everything (no map entry) and the operator's TLS listener stays reachable."""
+    backend_env = unit_settings(UNITS_DIR / "cvstack-backend-env.service")
+    assert "nginx.service" in words(backend_env, "Unit.Before")
+    assert "nginx.service" not in words(backend_env, "Install.RequiredBy")
+    assert "-v /run/cvstack:/run/cvstack" in backend_env["Service.ExecStart"][0]
 
 
 def test_stack_removes_its_containers_on_stop_and_compose_restarts_crashes() -> None:
