@@ -51,6 +51,28 @@ REGION: Final = "eu-west-1"
 DEFAULT_ACCOUNT_ID = "123456789012"  # moto's default account
 MOTO_IMAGE = "ami-12c6146b"  # one of the images moto ships
 AWS_MANAGED_POLICY = re.compile(r"^arn:aws:iam::aws:policy/(?:.*/)?([^/]+)$")
+# The smallest distribution moto accepts: the page deployment's invalidations need one.
+STAND_IN_DISTRIBUTION: Final[dict[str, Any]] = {
+    "Comment": "cvstack stand-in",
+    "Enabled": True,
+    "Origins": {
+        "Quantity": 1,
+        "Items": [
+            {
+                "Id": "site",
+                "DomainName": "site.s3.amazonaws.com",
+                "S3OriginConfig": {"OriginAccessIdentity": ""},
+            }
+        ],
+    },
+    "DefaultCacheBehavior": {
+        "TargetOriginId": "site",
+        "ViewerProtocolPolicy": "redirect-to-https",
+        "MinTTL": 0,
+        "ForwardedValues": {"QueryString": False, "Cookies": {"Forward": "none"}},
+        "TrustedSigners": {"Enabled": False, "Quantity": 0},
+    },
+}
 ENV_LINE = re.compile(r"^\s*(CVSTACK_[A-Z0-9_]+=\S*)\s*$", re.MULTILINE)
 
 
@@ -210,12 +232,20 @@ def _stand_ins(setup: boto3.Session, resolver: Resolver, resources: Mapping[str,
         value = str(resolver.resolve(properties["Value"]))
         ssm.put_parameter(Name=name, Value=value, Type=properties["Type"])
         resolver.physical[logical] = Physical(name, {"Type": properties["Type"], "Value": value})
+    for logical in of_type(resources, "AWS::CloudFront::Distribution"):
+        created = setup.client("cloudfront").create_distribution(
+            DistributionConfig=STAND_IN_DISTRIBUTION | {"CallerReference": logical}
+        )["Distribution"]
+        resolver.physical[logical] = Physical(
+            created["Id"], {"DomainName": created["DomainName"], "Id": created["Id"]}
+        )
     user_data = resources[instance]["Properties"].get("UserData", "")
     return str(resolver.resolve(user_data.get("Fn::Base64", user_data)))
 
 
-def _create_role(iam: Any, resolver: Resolver, role: TemplateRole) -> None:
-    """The role in moto IAM with exactly its template policies (moto validates each)."""
+def _create_role(iam: Any, resolver: Resolver, role: TemplateRole, managed: dict[str, str]) -> None:
+    """The role in moto IAM with exactly its template policies (moto validates each);
+    `managed` holds the copies of AWS managed policies made so far, by name."""
     name = resolver.ref(role.logical_id)
     for policy_name, document in role.inline.items():
         iam.put_role_policy(
@@ -230,12 +260,14 @@ def _create_role(iam: Any, resolver: Resolver, role: TemplateRole) -> None:
             raise UnresolvableError(
                 f"{role.logical_id}: managed policy {managed_arn} is not modelled"
             )
-        # moto's copy of AWS's managed policy document (moto/iam/aws_managed_policies.py).
-        document = json.loads(aws_managed_policies_data)[match.group(1)]["Document"]
-        created = iam.create_policy(
-            PolicyName=f"aws-managed-{match.group(1)}", PolicyDocument=json.dumps(document)
-        )
-        iam.attach_role_policy(RoleName=name, PolicyArn=created["Policy"]["Arn"])
+        if match.group(1) not in managed:
+            # moto's copy of AWS's managed policy document (moto/iam/aws_managed_policies.py).
+            document = json.loads(aws_managed_policies_data)[match.group(1)]["Document"]
+            created = iam.create_policy(
+                PolicyName=f"aws-managed-{match.group(1)}", PolicyDocument=json.dumps(document)
+            )
+            managed[match.group(1)] = created["Policy"]["Arn"]
+        iam.attach_role_policy(RoleName=name, PolicyArn=managed[match.group(1)])
 
 
 def _admin_session(iam: Any) -> boto3.Session:
@@ -283,8 +315,9 @@ def build_cloud(synthesized: Synthesized) -> Cloud:
             AssumeRolePolicyDocument=json.dumps(resolver.resolve(roles[logical].trust_policy)),
         )
         resolver.physical[logical] = Physical(name, {"Arn": created["Role"]["Arn"]})
+    managed: dict[str, str] = {}
     for role in roles.values():
-        _create_role(iam, resolver, role)
+        _create_role(iam, resolver, role, managed)
     sts = setup.client("sts")
     credentials = {
         logical: sts.assume_role(

@@ -192,3 +192,13 @@ def role_of(resources: Mapping[str, Any], kind: str, role_property: str) -> str 
     if not found:
         return None
     return str(resources[found[0]]["Properties"][role_property]["Fn::GetAtt"][0])
+
+
+def custom_resource_role(resources: Mapping[str, Any], kind: str) -> tuple[str, str]:
+    """(function logical id, role logical id) of the Lambda serving the one custom resource of
+    `kind` (e.g. Custom::CDKBucketDeployment), through its ServiceToken."""
+    found = of_type(resources, kind)
+    if len(found) != 1:
+        raise UnresolvableError(f"expected one {kind}, found {found}")
+    function = resources[found[0]]["Properties"]["ServiceToken"]["Fn::GetAtt"][0]
+    return function, str(resources[function]["Properties"]["Role"]["Fn::GetAtt"][0])

@@ -10,9 +10,16 @@ import pytest
 
 from tests.iam.conftest import Cloud, Synthesized
 from tests.iam.helpers import assert_denied_but_admin_allowed
-from tests.iam.template_iam import instance_role, lambda_role, role_of, template_roles
+from tests.iam.template_iam import (
+    custom_resource_role,
+    instance_role,
+    lambda_role,
+    role_of,
+    template_roles,
+)
 
 LAMBDAS = ("start_server", "status", "idle_stop")
+DEPLOY_TIME = ("Custom::CDKBucketDeployment", "Custom::AWS", "Custom::S3AutoDeleteObjects")
 # (resource type, property naming the role, property naming the log group it writes)
 SERVICE_ROLES = {
     "vpc flow logs": ("AWS::EC2::FlowLog", "DeliverLogsPermissionArn"),
@@ -34,6 +41,8 @@ def test_every_template_role_is_proven_here(synthesized: Synthesized) -> None:
     resources = synthesized.resources
     covered = {lambda_role(resources, module)[1] for module in LAMBDAS}
     covered.add(instance_role(resources)[1])
+    # aws-cdk-lib's deploy-time Lambdas: tests/iam/test_deploy_time_roles.py
+    covered |= {custom_resource_role(resources, kind)[1] for kind in DEPLOY_TIME}
     for kind, prop in SERVICE_ROLES.values():
         role = role_of(resources, kind, prop)
         if role is not None:
