@@ -47,8 +47,9 @@ INVALIDATION_PATHS = ("/*",)
 
 def page_config() -> dict[str, Any]:
     """The page's config.json: the start/status API on the page's own origin (the page then
-    opens its WebSocket to the same origin). Nothing secret: CloudFront adds the API key."""
-    return {"startApiUrl": "/"}
+    opens its WebSocket to the same origin). Nothing secret: CloudFront adds the API key.
+    The GPU boots when a visitor presses Start, never because a page (or a crawler) loaded."""
+    return {"startApiUrl": "/", "autoStart": False}
 
 
 class FrontDoor(Construct):

@@ -214,7 +214,11 @@ def test_page_is_deployed_with_its_config_and_invalidated(synthesized: Synthesiz
         if path.parent.name.removeprefix("asset.") + ".zip" in properties["SourceObjectKeys"]
     }
     (config_json,) = staged.values()
-    assert json.loads(config_json.read_text()) == page_config() == {"startApiUrl": "/"}
+    assert (
+        json.loads(config_json.read_text())
+        == page_config()
+        == {"startApiUrl": "/", "autoStart": False}
+    )
     page = [
         p
         for p in synthesized.outdir.glob("asset.*/index.html")
