@@ -18,7 +18,8 @@ const DEFAULTS = Object.freeze({
   apiKey: null,
   /** Local mode: the WebSocket to use; null means this page's own origin, `/ws/inference`. */
   wsUrl: null,
-  /** Connect and start as soon as the page has a picture (local mode only: production waits). */
+  /** Connect and start as soon as the page has a picture; the stack's config.json turns it off, so
+   * loading the page never boots the GPU (the visitor presses Start). */
   autoStart: true,
   /** Frames are downscaled to fit this box (aspect kept) and sent as JPEG of this quality. */
   frameWidth: 320,
