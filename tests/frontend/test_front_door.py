@@ -13,12 +13,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import signal
-import socket
-import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +33,7 @@ from infra_cdk.front_door import (
 from tests.backend.service.conftest import BackendServer, backend_settings
 from tests.frontend.conftest import DETECTION_OVERRIDES, snapshot, wait_for_results
 from tests.frontend.start_api import API_KEY, SECRET, StartStatusApi
-from tests.instance.conftest import nginx_main_config, require_tool, running_nginx
+from tests.instance.conftest import nginx_serving, running_nginx
 
 ORIGIN_SECRET = "OriginSecretForTheFrontDoorTest0123456789abcdef"
 MAX_FRAME_BYTES = 2_000_000
@@ -120,36 +116,6 @@ class FrontDoor:
         return entries
 
 
-def _listening(port: int) -> bool:
-    with socket.socket() as probe:
-        return probe.connect_ex(("127.0.0.1", port)) == 0
-
-
-@contextmanager
-def running_front_door(prefix: Path, port: int, site: str) -> Iterator[None]:
-    """A real nginx serving `site` (an nginx server block) on loopback `port`."""
-    nginx = require_tool("nginx")
-    site_file = prefix / "front-door.conf"
-    site_file.write_text(site)
-    config = nginx_main_config(prefix, site_file)
-    subprocess.run([nginx, "-t", "-q", "-c", str(config)], check=True)
-    process = subprocess.Popen(
-        [nginx, "-c", str(config), "-g", "daemon off;"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while not _listening(port):
-            assert process.poll() is None, (prefix / "error.log").read_text(errors="replace")
-            assert time.monotonic() < deadline, "the front door did not listen within 20 s"
-            time.sleep(0.05)
-        yield
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(15)
-
-
 @pytest.fixture(scope="module")
 def front_door(
     yolo_models_dir: Path, triton: LocalTritonServer, tmp_path_factory: pytest.TempPathFactory
@@ -170,6 +136,7 @@ def front_door(
         **DETECTION_OVERRIDES,
     )
     backend = BackendServer(settings).start()
+    log = prefix / "front-door-access.log"
     try:
         with (
             running_nginx(
@@ -184,19 +151,12 @@ def front_door(
                 endpoint=f"wss://{port}.front-door.example.invalid/ws/inference",
                 ready_host=f"127.0.0.1:{port}",
             ) as api,
-            running_front_door(
-                prefix,
-                port,
-                front_door_site(
-                    port,
-                    site,
-                    api.url,
-                    f"http://127.0.0.1:{instance.origin_port}",
-                    prefix / "front-door-access.log",
-                ),
-            ),
         ):
-            yield FrontDoor(url, api, prefix / "front-door-access.log", backend)
+            origin = f"http://127.0.0.1:{instance.origin_port}"
+            site_file = prefix / "front-door.conf"
+            site_file.write_text(front_door_site(port, site, api.url, origin, log))
+            with nginx_serving(prefix, site_file, [port]):
+                yield FrontDoor(url, api, log, backend)
     finally:
         backend.stop()
 

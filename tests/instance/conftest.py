@@ -206,7 +206,6 @@ def running_nginx(
     as the boot writes it (none when `origin_secret` is None), in front of `backend_port`.
     Every log nginx writes lies in `prefix` (the site's own: `cvstack-access.log`,
     `cvstack-error.log`)."""
-    nginx = require_tool("nginx")
     ports = ServerAddress.on_free_ports()
     site = NginxSite(
         origin_port=ports.http_port,
@@ -223,6 +222,15 @@ def running_nginx(
         write_origin_secret_map(origin_secret, site.origin_secret_dir)
     site_file = prefix / "cvstack.conf"
     site_file.write_text(render_nginx_site(site))
+    with nginx_serving(prefix, site_file, [site.https_port, site.origin_port]):
+        yield site
+
+
+@contextmanager
+def nginx_serving(prefix: Path, site_file: Path, ports: list[int]) -> Iterator[None]:
+    """A real nginx with `site_file` (checked with `nginx -t` first), once it listens on every
+    port in `ports`; its own logs and temporary files lie in `prefix`."""
+    nginx = require_tool("nginx")
     config = nginx_main_config(prefix, site_file)
     subprocess.run([nginx, "-t", "-q", "-c", str(config)], check=True)
     process = subprocess.Popen(
@@ -231,9 +239,9 @@ def running_nginx(
         stderr=subprocess.DEVNULL,
     )
     try:
-        _wait_listening(site.https_port, process, prefix / "error.log")
-        _wait_listening(site.origin_port, process, prefix / "error.log")
-        yield site
+        for port in ports:
+            _wait_listening(port, process, prefix / "error.log")
+        yield
     finally:
         process.send_signal(signal.SIGTERM)  # fast shutdown: open WebSockets must not hold it
         try:
