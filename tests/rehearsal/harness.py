@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import ssl
@@ -117,8 +118,9 @@ class CloudResources:
     """What the rehearsal created in moto for the template's references to resolve to."""
 
     bucket: str
-    secret_arn: str
     instance_id: str
+    # Secret ARN by the template's logical id (the session-token key, the origin secret).
+    secret_arns: dict[str, str]
 
 
 class TemplateResolver:
@@ -170,7 +172,9 @@ class TemplateResolver:
         if kind == "AWS::S3::Bucket":
             return self.cloud.bucket
         if kind == "AWS::SecretsManager::Secret":
-            return self.cloud.secret_arn
+            if name not in self.cloud.secret_arns:
+                raise RehearsalError(f"no rehearsal secret for {name}: {self.cloud.secret_arns}")
+            return self.cloud.secret_arns[name]
         if kind == "AWS::EC2::Instance":
             return self.cloud.instance_id
         if kind == "AWS::SSM::Parameter":
@@ -637,6 +641,8 @@ class Rehearsal:
         self.root = RUN_DIR / "machine"
         self.docker_root = RUN_DIR / "docker"
         self.session_secret = base64.urlsafe_b64encode(os.urandom(36)).decode()
+        # What CloudFront sends in X-Cvstack-Origin-Secret: alphanumerics, like the stack's.
+        self.origin_secret = secrets.token_hex(24)
         self.settings_parameter = ""
         self.settings: dict[str, str] = {}
         self.cloud: CloudResources | None = None
@@ -713,7 +719,9 @@ class Rehearsal:
                 )
             )
         with self.timer.step("synthesize the stack, resolve user data and settings"):
-            resolver = TemplateResolver(synthesized_template(), self.cloud)
+            template = synthesized_template()
+            self._create_secrets(template)
+            resolver = TemplateResolver(template, self.cloud)
             self.user_data = decode_user_data(resolver.instance_user_data())
             match = re.search(r"CVSTACK_SETTINGS_PARAMETER=(\S+)", self.user_data)
             if match is None:
@@ -783,15 +791,27 @@ class Rehearsal:
         s3 = aws_client("s3")
         bucket = "cvstack-rehearsal-models"
         s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
-        secret = aws_client("secretsmanager").create_secret(
-            Name="cvstack-rehearsal-session-token", SecretString=self.session_secret
-        )
         ec2 = aws_client("ec2")
         image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
         instance = ec2.run_instances(
             ImageId=image, MinCount=1, MaxCount=1, InstanceType="g4dn.xlarge"
         )["Instances"][0]["InstanceId"]
-        return CloudResources(bucket=bucket, secret_arn=secret["ARN"], instance_id=instance)
+        return CloudResources(bucket=bucket, instance_id=instance, secret_arns={})
+
+    def _create_secrets(self, template: dict[str, Any]) -> None:
+        """One moto secret per secret in the template, with the value its role needs."""
+        assert self.cloud is not None
+        values = {"SessionSecret": self.session_secret, "OriginSecret": self.origin_secret}
+        for logical_id, resource in template["Resources"].items():
+            if resource["Type"] != "AWS::SecretsManager::Secret":
+                continue
+            role = next((r for r in values if logical_id.startswith(r)), None)
+            if role is None:
+                raise RehearsalError(f"the rehearsal has no value for the secret {logical_id}")
+            created = aws_client("secretsmanager").create_secret(
+                Name=f"cvstack-rehearsal-{role}", SecretString=values[role]
+            )
+            self.cloud.secret_arns[logical_id] = created["ARN"]
 
     def _upload_models(self, models: Path) -> None:
         assert self.cloud is not None

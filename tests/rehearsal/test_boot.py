@@ -15,6 +15,8 @@ import os
 import shutil
 import ssl
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -23,6 +25,7 @@ from websockets.sync.client import connect
 from websockets.typing import Origin
 
 from backend.security.session_token import issue_token
+from infra_cdk.front_door import ORIGIN_SECRET_HEADER
 from tests.rehearsal.harness import (
     INSTANCE_ADDRESS,
     STATE_DIR,
@@ -44,6 +47,7 @@ ORDER = [
     ("network-online.target", "cvstack-settings.service"),
     ("cvstack-settings.service", "cvstack-model-sync.service"),
     ("cvstack-settings.service", "cvstack-backend-env.service"),
+    ("cvstack-backend-env.service", "nginx.service"),
     ("cvstack-settings.service", "cvstack-tls.service"),
     ("cvstack-tls.service", "nginx.service"),
     ("cvstack-model-sync.service", "cvstack-engines.service"),
@@ -113,6 +117,30 @@ def websocket_reply(context: ssl.SSLContext, origin: str, token: str) -> dict[st
     return reply
 
 
+def origin_status(path: str, secret: str | None) -> int:
+    """The HTTP status of `path` on the origin listener (port 80, where CloudFront connects)."""
+    headers = {ORIGIN_SECRET_HEADER: secret} if secret else {}
+    request = urllib.request.Request(f"http://{INSTANCE_ADDRESS}{path}", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def origin_websocket_reply(secret: str, token: str) -> dict[str, object]:
+    """The first message of `/ws/inference` through the origin listener, as CloudFront opens it
+    for a page served by the distribution itself (Origin = the Host it forwards)."""
+    with connect(
+        f"ws://{INSTANCE_ADDRESS}/ws/inference?token={token}",
+        origin=Origin(f"https://{INSTANCE_ADDRESS}"),
+        additional_headers={ORIGIN_SECRET_HEADER: secret},
+        open_timeout=10,
+    ) as websocket:
+        reply: dict[str, object] = json.loads(websocket.recv(timeout=10))
+    return reply
+
+
 def test_the_image_boots_twice_with_changed_settings(rehearsal: Rehearsal) -> None:
     cloudwatch = aws_client("cloudwatch")
     token = issue_token(rehearsal.session_secret, now=time.time())
@@ -125,6 +153,14 @@ def test_the_image_boots_twice_with_changed_settings(rehearsal: Rehearsal) -> No
     context = instance_tls_context(rehearsal.root)
     refused = websocket_reply(context, NEW_ORIGIN, token)
     assert refused.get("code") == "origin_not_allowed", refused
+    # The front door's listener: nothing without CloudFront's secret, the backend with it, and
+    # a same-origin page (allowlist "self" from the stack's settings) gets its session.
+    assert origin_status("/ready", None) == 403
+    assert origin_status("/ready", "x" * len(rehearsal.origin_secret)) == 403
+    assert origin_status("/ready", rehearsal.origin_secret) == 200
+    assert origin_status("/metrics", rehearsal.origin_secret) == 403
+    same_origin = origin_websocket_reply(rehearsal.origin_secret, token)
+    assert same_origin.get("type") != "error", same_origin
     sync_first = first.journal("cvstack-model-sync.service")
     assert " 0 downloaded" not in sync_first, sync_first
     fetched_first, log_mark = rehearsal.s3_downloads()
