@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from backend.bench import boot_bench, hostile_cli, motion_bench, triton_bench, ws_bench
+from backend.bench import (
+    boot_bench,
+    hostile_cli,
+    motion_bench,
+    nms_bench,
+    triton_bench,
+    ws_bench,
+)
 from backend.cli_support import fail, positive_int
 from backend.model_prep.manifest import ManifestError
 from backend.paths import default_models_dir
@@ -35,6 +42,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     motion = commands.add_parser("motion", help="Farneback vs DIS optical flow")
     motion.add_argument("--repeats", type=positive_int, default=100)
     motion.set_defaults(handler=_motion)
+
+    nms = commands.add_parser("nms", help="class-aware NMS: numpy loop vs OpenCV")
+    nms.add_argument("--repeats", type=positive_int, default=2000)
+    nms.set_defaults(handler=_nms)
 
     boot = commands.add_parser("boot", help="boot to ready: S3 model sync, Triton, backend")
     boot_bench.add_arguments(boot)
@@ -79,4 +90,9 @@ def _stream(args: argparse.Namespace) -> int:
 
 def _motion(args: argparse.Namespace) -> int:
     print(motion_bench.render_markdown(*motion_bench.run_motion_bench(args.repeats)), end="")
+    return 0
+
+
+def _nms(args: argparse.Namespace) -> int:
+    print(nms_bench.render_markdown(*nms_bench.run_nms_bench(args.repeats)), end="")
     return 0

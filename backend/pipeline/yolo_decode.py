@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import cv2
 import numpy as np
 from numpy.typing import NDArray
 
@@ -184,3 +185,32 @@ def nms(
         iou = inter / np.maximum(areas[best] + areas[rest] - inter, 1e-9)
         order = rest[(iou <= iou_threshold) | (classes[rest] != classes[best])]
     return np.array(kept, dtype=np.intp)
+
+
+def nms_opencv(
+    boxes: NDArray[np.float32],
+    scores: NDArray[np.float32],
+    classes: NDArray[np.integer[Any]],
+    iou_threshold: float,
+    max_detections: int,
+) -> NDArray[np.intp]:
+    """`nms` done by OpenCV's `cv2.dnn.NMSBoxesBatched`; scores must be above 0.
+
+    OpenCV keeps classes apart by shifting each class's boxes by class * (largest coordinate
+    + 1), which only separates them when no coordinate is negative, so the boxes are first
+    moved into the positive quadrant (IoU is unchanged). Its `top_k` caps the candidates
+    before suppression, not the result, so `max_detections` is applied to the result.
+    """
+    xywh = boxes.astype(np.float64)
+    xywh[:, 2:] -= xywh[:, :2]
+    if len(xywh):
+        xywh[:, :2] -= min(float(xywh[:, :2].min()), 0.0)
+    # OpenCV takes numpy arrays here; its stubs only say sequences.
+    kept = cv2.dnn.NMSBoxesBatched(
+        xywh,  # type: ignore[arg-type]
+        scores,  # type: ignore[arg-type]
+        classes.astype(np.int32),  # type: ignore[arg-type]
+        0.0,
+        float(iou_threshold),
+    )
+    return np.asarray(kept, dtype=np.intp).reshape(-1)[:max_detections]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from backend.bench import motion_bench, triton_bench, ws_bench
+from backend.bench import motion_bench, nms_bench, triton_bench, ws_bench
 
 
 def test_triton_bench_measures_both_sides_and_batches(yolo_models_dir: Path) -> None:
@@ -37,3 +37,11 @@ def test_motion_bench_finds_the_known_shift() -> None:
         ("farneback", 320), ("dis", 320), ("farneback", 640), ("dis", 640),
     }  # fmt: skip
     assert all(row.error_px < 0.5 for row in rows)
+
+
+def test_nms_bench_times_every_candidate_count() -> None:
+    machine, rows = nms_bench.run_nms_bench(repeats=3)
+    assert [row.candidates for row in rows] == [1, 10, 50, 300]
+    assert all(0 < row.kept <= min(row.candidates, 100) for row in rows)
+    assert all(stats.p50_ms > 0 for row in rows for stats in row.latency.values())
+    assert "| 300 |" in nms_bench.render_markdown(machine, rows)
