@@ -43,5 +43,5 @@ def test_nms_bench_times_every_candidate_count() -> None:
     machine, rows = nms_bench.run_nms_bench(repeats=3)
     assert [row.candidates for row in rows] == [1, 10, 50, 300]
     assert all(0 < row.kept <= min(row.candidates, 100) for row in rows)
-    assert all(stats.p50_ms > 0 for row in rows for stats in row.latency.values())
+    assert all(row.latency.p50_ms > 0 for row in rows)
     assert "| 300 |" in nms_bench.render_markdown(machine, rows)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import cv2
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -19,7 +18,7 @@ from backend.model_prep.manifest import (
 )
 from backend.pipeline.jpeg import FrameLimits, decode_jpeg
 from backend.pipeline.letterbox import Letterbox, letterbox
-from backend.pipeline.yolo_decode import Detections, decode_yolo, nms
+from backend.pipeline.yolo_decode import Detections, decode_yolo
 
 # A 640x480 frame letterboxed to 320: original = (input - (0, 40)) * 2.
 PLACEMENT = Letterbox(0.5, 0, 40, 320, 640, 480)
@@ -170,21 +169,6 @@ def test_rejects_end2end_classes_beyond_the_class_count() -> None:
         decode_yolo(
             output, output_format="yolo_end2end", num_classes=NUM_CLASSES, letterbox=PLACEMENT
         )
-
-
-def test_nms_agrees_with_opencv() -> None:
-    rng = np.random.default_rng(3)
-    corners = rng.uniform(0, 300, (400, 2))
-    boxes = np.concatenate([corners, corners + rng.uniform(10, 80, (400, 2))], axis=1)
-    boxes = boxes.astype(np.float32)
-    scores = rng.uniform(0.3, 1.0, 400).astype(np.float32)
-    classes = rng.integers(0, 4, 400)
-    kept = nms(boxes, scores, classes, 0.45, max_detections=1000)
-    xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
-    reference = cv2.dnn.NMSBoxesBatched(xywh, scores.tolist(), classes.tolist(), 0.0, 0.45)
-    assert 20 < len(kept) < 400
-    assert sorted(kept.tolist()) == sorted(np.asarray(reference).ravel().tolist())
-    assert np.all(np.diff(scores[kept]) <= 0)
 
 
 def test_detections_reject_inconsistent_rows() -> None:
