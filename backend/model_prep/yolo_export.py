@@ -1,8 +1,8 @@
 """Export YOLOv8n detection and pose models to ONNX with ultralytics (an optional tool).
 
 ultralytics (AGPL-3.0) is imported only here and only while exporting. Exports use a dynamic
-batch so Triton can batch requests; everything happens inside a scratch folder because
-ultralytics writes its output next to the weights (or into the working directory).
+batch by default so Triton can batch requests; everything happens inside a scratch folder
+because ultralytics writes its output next to the weights (or into the working directory).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 from backend.model_prep.onnx_inspect import YoloTask
 
 OFFICIAL_WEIGHTS: dict[YoloTask, str] = {"detect": "yolov8n.pt", "pose": "yolov8n-pose.pt"}
+OFFICIAL_LICENCE = "AGPL-3.0, Ultralytics"
 RANDOM_CONFIGS: dict[YoloTask, str] = {"detect": "yolov8n.yaml", "pose": "yolov8n-pose.yaml"}
 USER_FLAGS: dict[YoloTask, str] = {"detect": "--detector", "pose": "--pose"}
 
@@ -31,7 +32,11 @@ class ExportError(RuntimeError):
 
 
 class WeightsUnavailableError(ExportError):
-    """The official pretrained weights could not be downloaded."""
+    """Pretrained weights could not be downloaded; `reason` says which, in a few words."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def export_official(task: YoloTask, *, imgsz: int, work_dir: Path, config_dir: Path) -> Path:
@@ -44,11 +49,28 @@ def export_official(task: YoloTask, *, imgsz: int, work_dir: Path, config_dir: P
     return _export(str(local), imgsz=imgsz, work_dir=work_dir, config_dir=config_dir)
 
 
-def export_checkpoint(checkpoint: Path, *, imgsz: int, work_dir: Path, config_dir: Path) -> Path:
-    """Export a user's ultralytics `.pt` checkpoint (copied first, so nothing lands beside it)."""
+def export_checkpoint(
+    checkpoint: Path,
+    *,
+    imgsz: int,
+    work_dir: Path,
+    config_dir: Path,
+    dynamic: bool = True,
+    nms_free: bool = False,
+) -> Path:
+    """Export an ultralytics `.pt` checkpoint (copied first, so nothing lands beside it).
+
+    `dynamic=False` fixes the batch at 1; `nms_free` exports a YOLOv10-style head's one-to-one
+    branch (`[N, 300, 6]` detections, no NMS needed) where the model has one.
+    """
     local = work_dir / checkpoint.name
     shutil.copyfile(checkpoint, local)
-    return _export(str(local), imgsz=imgsz, work_dir=work_dir, config_dir=config_dir)
+    options: dict[str, object] = {"dynamic": dynamic}
+    if nms_free:
+        options["nms"] = False  # ultralytics: None = raw head (default), False = NMS-free head
+    return _export(
+        str(local), imgsz=imgsz, work_dir=work_dir, config_dir=config_dir, options=options
+    )
 
 
 def export_random(task: YoloTask, *, imgsz: int, work_dir: Path, config_dir: Path) -> Path:
@@ -86,10 +108,11 @@ def _download(target: Path, task: YoloTask, config_dir: Path) -> None:
 
 
 def _weights_unavailable(task: YoloTask, name: str) -> WeightsUnavailableError:
+    reason = f"could not download the official {task} weights {name} from GitHub (no internet?)"
     return WeightsUnavailableError(
-        f"could not download the official {task} weights {name} from GitHub (no internet?); "
-        f"pass your own weights with {USER_FLAGS[task]} PATH.pt|PATH.onnx, or use "
-        "--random-weights (right shapes and timing, meaningless detections)"
+        f"{reason}; pass your own weights with {USER_FLAGS[task]} PATH.pt|PATH.onnx, or use "
+        "--random-weights (right shapes and timing, meaningless detections)",
+        reason=reason,
     )
 
 
@@ -102,7 +125,13 @@ def _not_installed() -> ExportError:
 
 
 def _export(
-    weights: str, *, imgsz: int, work_dir: Path, config_dir: Path, offline: bool = False
+    weights: str,
+    *,
+    imgsz: int,
+    work_dir: Path,
+    config_dir: Path,
+    offline: bool = False,
+    options: dict[str, object] | None = None,
 ) -> Path:
     with _ultralytics_env(config_dir, offline), contextlib.chdir(work_dir):
         try:
@@ -110,14 +139,13 @@ def _export(
             from ultralytics.utils import LOGGER  # noqa: PLC0415
         except ImportError as exc:
             raise _not_installed() from exc
+        arguments = {"format": "onnx", "dynamic": True, "simplify": False, "imgsz": imgsz}
         level = LOGGER.level
         LOGGER.setLevel(logging.WARNING)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)  # torch's exporter notices
-                exported = YOLO(weights).export(
-                    format="onnx", dynamic=True, simplify=False, imgsz=imgsz
-                )
+                exported = YOLO(weights).export(**(arguments | (options or {})))
         except Exception as exc:  # torch, onnx and ultralytics errors share no base class
             raise ExportError(f"ultralytics could not export {weights} to ONNX: {exc}") from exc
         finally:

