@@ -11,8 +11,8 @@ from fastapi.staticfiles import StaticFiles
 from backend.api.log_redaction import install_token_redaction
 from backend.api.routes import health, inference_ws, metrics
 from backend.core.config import Settings
-from backend.core.runtime import Runtime
 from backend.paths import FRONTEND_DIR
+from backend.session.runtime import Runtime
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

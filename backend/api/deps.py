@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request, WebSocket
 
-from backend.core.runtime import Runtime
+from backend.session.runtime import Runtime
 
 
 def _runtime(request: Request) -> Runtime:

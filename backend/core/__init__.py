@@ -1,1 +1,1 @@
-"""Process-wide configuration and shared runtime resources."""
+"""Process-wide configuration: the backend's settings."""

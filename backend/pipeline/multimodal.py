@@ -14,14 +14,16 @@ import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 import numpy as np
 from numpy.typing import NDArray
 
-from backend.core.runtime import Runtime
-from backend.inference.triton_models import StageError
+from backend.core.config import Settings
+from backend.inference.triton_models import StageError, TritonModels
 from backend.model_prep.manifest import ModelEntry
+from backend.observability.metrics import BackendMetrics
+from backend.ocr.engine import OcrEngine
 from backend.ocr.scheduler import OcrScheduler
 from backend.ocr.trigger import OcrTrigger, OcrTriggerConfig
 from backend.pipeline.cpu_share import CpuShare, fair_share
@@ -43,6 +45,25 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+class PipelineRuntime(Protocol):
+    """What the pipeline uses of the process's shared resources (the session's `Runtime`)."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def triton(self) -> TritonModels: ...
+    @property
+    def cpu_pool(self) -> Executor: ...
+    @property
+    def decode_pool(self) -> Executor: ...
+    @property
+    def ocr_pool(self) -> Executor: ...
+    @property
+    def metrics(self) -> BackendMetrics: ...
+    def ocr(self) -> OcrEngine | None: ...
+    def ocr_problem(self) -> str | None: ...
+
+
 @dataclass(frozen=True)
 class FrameResult:
     """What one frame produced; the session adds fps, latency and drop counts."""
@@ -61,7 +82,7 @@ class FrameResult:
 class SessionPipeline:
     """Per-session state (tracker, motion history, OCR trigger) around the shared runtime."""
 
-    def __init__(self, runtime: Runtime, params: InitParams) -> None:
+    def __init__(self, runtime: PipelineRuntime, params: InitParams) -> None:
         settings = runtime.settings
         self.runtime = runtime
         self.params = params

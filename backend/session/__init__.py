@@ -1,1 +1,2 @@
-"""One WebSocket session: admission, the latest-frame queue and the protocol state machine."""
+"""One WebSocket session: admission, the latest-frame queue, the protocol state machine, and
+the runtime that every session of the process shares."""

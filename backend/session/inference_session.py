@@ -21,7 +21,6 @@ from pathlib import Path
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from backend.core.runtime import Runtime
 from backend.pipeline.jpeg import FrameRejectedError
 from backend.pipeline.multimodal import SessionPipeline
 from backend.protocol.client_messages import (
@@ -43,6 +42,7 @@ from backend.protocol.server_messages import (
 from backend.session.admission import AdmissionTimeoutError
 from backend.session.frame_queue import LatestFrameQueue, QueuedFrame
 from backend.session.message_rate import MessageRate
+from backend.session.runtime import Runtime
 from backend.summaries.backlog import Backlog, backlog_path, remove_files
 from backend.summaries.summarizer import Summarizer, SummaryOutlet
 

@@ -22,8 +22,8 @@ from websockets.sync.client import ClientConnection, connect
 from backend.api.connection_limits import uvicorn_config
 from backend.app import create_app
 from backend.core.config import Settings
-from backend.core.runtime import Runtime
 from backend.paths import REPO_ROOT
+from backend.session.runtime import Runtime
 from backend.triton_server.local_server import LocalTritonServer, ServerAddress
 
 SCHEMA = json.loads((REPO_ROOT / "docs" / "protocol.schema.json").read_text())

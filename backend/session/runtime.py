@@ -8,7 +8,7 @@ import logging
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import httpx
 
@@ -26,10 +26,14 @@ from backend.triton_server.metrics import ModelCounters, read_model_counters
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
 
-    from backend.session.inference_session import InferenceSession
-
 log = logging.getLogger(__name__)
 BATCH_POLL_S = 5.0
+
+
+class ReplaceableSession(Protocol):
+    """A live session that a newer connection with the same session token takes over from."""
+
+    async def replaced(self) -> None: ...
 
 
 @dataclass
@@ -44,7 +48,7 @@ class Runtime:
     ocr_pool: ThreadPoolExecutor
     ocr_engine: Future[OcrEngine] | None
     gate: AdmissionGate
-    live_tokens: LiveTokens[InferenceSession]
+    live_tokens: LiveTokens[ReplaceableSession]
     metrics: BackendMetrics
     chat_model: BaseChatModel | None  # None: summaries come from the template
     llm_http: httpx.AsyncClient  # the OpenAI-compatible provider's connections
