@@ -10,6 +10,7 @@ import tritonclient.grpc.aio as grpcclient
 from numpy.typing import NDArray
 from tritonclient.utils import InferenceServerException
 
+from backend.inference.yolo_contract import YoloContract
 from backend.model_prep.manifest import ModelEntry
 
 
@@ -21,32 +22,29 @@ class StageError(Exception):
         self.code = code
 
 
-_NUMPY_TYPES = {
-    "TYPE_UINT8": (np.uint8, "UINT8"),
-    "TYPE_FP32": (np.float32, "FP32"),
-    "TYPE_FP16": (np.float16, "FP16"),
-}
-
-
 class TritonModels:
     """One shared `tritonclient.grpc.aio` client; per-call timeouts; errors as `StageError`.
 
-    gRPC reconnects by itself, so a restarted Triton is picked up without any action here.
+    Every model's contract is checked when this is built (at start-up): a model the pipeline
+    cannot call or decode raises `ModelContractError` here, never on a frame. gRPC reconnects
+    by itself, so a restarted Triton is picked up without any action here.
     """
 
     def __init__(self, url: str, timeout_s: float, models: dict[str, ModelEntry]) -> None:
         self.url = url
         self.timeout_s = timeout_s
         self.models = models
+        self.contracts = {name: YoloContract.of(entry) for name, entry in models.items()}
         self._client = grpcclient.InferenceServerClient(url)
 
     async def infer(self, model: str, images: NDArray[Any]) -> NDArray[np.float32]:
         """Run one `[1, 3, S, S]` batch; returns the first output without the batch axis."""
-        entry = self.models[model]
-        numpy_type, triton_type = _NUMPY_TYPES[entry.inputs[0].dtype]
-        request = grpcclient.InferInput(entry.inputs[0].name, list(images.shape), triton_type)
-        request.set_data_from_numpy(images.astype(numpy_type, copy=False))
-        output_name = entry.outputs[0].name
+        contract = self.contracts[model]
+        request = grpcclient.InferInput(
+            contract.input_name, list(images.shape), contract.input_triton_type
+        )
+        request.set_data_from_numpy(images.astype(contract.input_type, copy=False))
+        output_name = contract.output_name
         try:
             result = await self._client.infer(
                 model,

@@ -14,11 +14,9 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from backend.inference.yolo_contract import BOX_VALUES, END2END_VALUES
 from backend.model_prep.manifest import KeypointLayout
 from backend.pipeline.letterbox import Letterbox
-
-_BOX_VALUES = 4  # raw: cx, cy, w, h
-_END2END_VALUES = 6  # end-to-end: x1, y1, x2, y2, score, class
 
 
 @dataclass(frozen=True)
@@ -75,23 +73,20 @@ def decode_yolo(
     """Detections above `conf_threshold` from one image's output (no batch dimension).
 
     Raw outputs get class-aware NMS (boxes of different classes never suppress each other);
-    at most `max_detections` highest-scoring detections are returned.
+    at most `max_detections` highest-scoring detections are returned. The layout arguments
+    come from a `YoloContract` checked at start-up, so per frame only the tensor's shape is
+    held to it.
     """
-    if num_classes < 1:
-        raise ValueError(f"num_classes must be at least 1, got {num_classes}")
     values = np.asarray(output, dtype=np.float32)
     kpt_values = keypoints.count * keypoints.values_per_point if keypoints else 0
     if output_format == "yolo_raw":
-        _check_shape(values, 0, _BOX_VALUES + num_classes + kpt_values, "yolo_raw", num_classes)
+        _check_shape(values, 0, BOX_VALUES + num_classes + kpt_values, "yolo_raw")
         rows = _raw_rows(values, num_classes, conf_threshold, iou_threshold, max_detections)
     elif output_format == "yolo_end2end":
-        _check_shape(values, 1, _END2END_VALUES + kpt_values, "yolo_end2end", num_classes)
+        _check_shape(values, 1, END2END_VALUES + kpt_values, "yolo_end2end")
         rows = _end2end_rows(values, num_classes, conf_threshold, max_detections)
     else:
-        raise ValueError(
-            f"output format '{output_format}' is not a YOLO format; expected 'yolo_raw' or "
-            "'yolo_end2end' (see the model's manifest entry)"
-        )
+        raise ValueError(f"'{output_format}' is not a YOLO output format")
     boxes, scores, classes, kpts = rows
     if keypoints is None:
         return Detections(letterbox.boxes_to_original(boxes), scores, classes)
@@ -106,19 +101,14 @@ def decode_yolo(
 _Rows = tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.int64], NDArray[np.float32]]
 
 
-def _check_shape(
-    values: NDArray[np.float32], axis: int, expected: int, output_format: str, num_classes: int
-) -> None:
-    layout = (
-        f"[{expected}, anchors] (4 box values + {num_classes} class scores + keypoint values)"
-        if axis == 0
-        else f"[detections, {expected}] (box, score, class + keypoint values)"
-    )
+def _check_shape(values: NDArray[np.float32], axis: int, expected: int, output_format: str) -> None:
+    """The invariant the start-up check promises; it breaks only if Triton serves another model."""
     if values.ndim != 2 or values.shape[axis] != expected:
+        layout = f"[{expected}, anchors]" if axis == 0 else f"[detections, {expected}]"
         raise ValueError(
-            f"{output_format} output has shape {list(values.shape)}, expected {layout}; pass "
-            "one image's output without the batch dimension, and check that the model matches "
-            "its manifest entry (run `cvstack models prepare` again if not)"
+            f"{output_format} output has shape {list(values.shape)}, expected {layout} (one "
+            "image, no batch axis) as the manifest checked at start-up says; Triton serves a "
+            "different model: render its repository from this manifest and restart it"
         )
 
 
@@ -130,19 +120,19 @@ def _raw_rows(
     max_detections: int,
 ) -> _Rows:
     candidates = np.flatnonzero(
-        values[_BOX_VALUES : _BOX_VALUES + num_classes].max(axis=0) > conf_threshold
+        values[BOX_VALUES : BOX_VALUES + num_classes].max(axis=0) > conf_threshold
     )
     picked = values[:, candidates].T  # (n, channels), one row per candidate anchor
-    classes = picked[:, _BOX_VALUES : _BOX_VALUES + num_classes].argmax(axis=1)
-    scores = picked[np.arange(len(picked)), _BOX_VALUES + classes]
-    cx, cy, w, h = picked[:, :_BOX_VALUES].T
+    classes = picked[:, BOX_VALUES : BOX_VALUES + num_classes].argmax(axis=1)
+    scores = picked[np.arange(len(picked)), BOX_VALUES + classes]
+    cx, cy, w, h = picked[:, :BOX_VALUES].T
     boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
     kept = nms(boxes, scores, classes, iou_threshold, max_detections)
     return (
         boxes[kept],
         scores[kept],
         classes[kept].astype(np.int64),
-        picked[kept, _BOX_VALUES + num_classes :],
+        picked[kept, BOX_VALUES + num_classes :],
     )
 
 
@@ -157,7 +147,7 @@ def _end2end_rows(
             f"yolo_end2end output has class indices {sorted(set(classes.tolist()))} outside "
             f"0..{num_classes - 1}; the model does not match its manifest entry"
         )
-    return rows[:, :4], rows[:, 4].copy(), classes, rows[:, _END2END_VALUES:]
+    return rows[:, :4], rows[:, 4].copy(), classes, rows[:, END2END_VALUES:]
 
 
 def nms(

@@ -145,13 +145,13 @@ def test_end2end_output_is_only_thresholded() -> None:
 @pytest.mark.parametrize(
     ("shape", "output_format", "message"),
     [
-        ((1, 7, 50), "yolo_raw", "without the batch dimension"),
+        ((1, 7, 50), "yolo_raw", "no batch axis"),
         ((8, 50), "yolo_raw", r"expected \[7, anchors\]"),
         ((300, 7), "yolo_end2end", r"expected \[detections, 6\]"),
-        ((7, 50), "ocr_det_map", "not a YOLO format"),
+        ((7, 50), "ocr_det_map", "not a YOLO output format"),
     ],
 )
-def test_rejects_outputs_that_do_not_match_the_model(
+def test_rejects_outputs_that_break_the_checked_layout(
     shape: tuple[int, ...], output_format: str, message: str
 ) -> None:
     with pytest.raises(ValueError, match=message):
