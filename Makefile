@@ -22,11 +22,12 @@ TRITON_PORTS ?= --http-port 8000 --grpc-port 8001 --metrics-port 8002
 NODE_STAMP := node_modules/.install-stamp
 CDK_ENV := CDK_DISABLE_CLI_TELEMETRY=true JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20
 
-.PHONY: help install system-deps node-deps demo test lint models triton bench synth rehearse clean
+.PHONY: help install system-deps node-deps demo test test-fast lint models triton bench synth rehearse clean
 
 help:
 	@echo "make demo   set up, prepare local models and run the local stack (Ctrl-C stops all)"
 	@echo "make test   set up and run lint + the whole test suite"
+	@echo "make test-fast  ruff + the unit tests only (no server, subprocess or browser; < 60 s)"
 	@echo "make models prepare models (official weights, or random weights when offline)"
 	@echo "make bench  run the benchmarks and print the tables for docs/benchmarks.md"
 	@echo "make synth  synthesize the AWS CDK stack into cdk.out (offline, cdk-nag checked)"
@@ -89,6 +90,12 @@ lint: install
 
 test: install lint
 	$(VENV)/bin/pytest
+
+# The unit lane, for every change: only the venv, no system packages, servers or mypy.
+test-fast: $(INSTALL_STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/pytest -m unit -q
 
 synth: install $(NODE_STAMP)
 	$(CDK_ENV) npx --no-install cdk synth -q --no-notices

@@ -114,3 +114,81 @@ def real_triton(
     """A CPU Triton serving the real-weight models of `real_models_dir`."""
     with cpu_triton(real_models_dir, tmp_path_factory.mktemp("real-triton")) as server:
         yield server
+
+
+# ---------------------------------------------------------------------------------------------
+# Test kinds: every test gets exactly one of the markers `unit`, `integration` or `browser`,
+# from what it uses, so that `make test-fast` (`-m unit`) runs the unit lane alone.
+# ---------------------------------------------------------------------------------------------
+
+TEST_KINDS = ("unit", "integration", "browser")
+BROWSER_FIXTURES = frozenset({"browser", "page"})  # Chromium through Playwright
+# Real servers, processes, moto, the network, or models exported with ultralytics.
+INTEGRATION_FIXTURES = frozenset(
+    {
+        "triton", "cpu_repository", "yolo_models_dir", "manifest", "random_models",
+        "backend", "start_backend", "live_backend", "locked_backend", "own_triton",
+        "openai_stub", "nginx_front", "upstream", "upstream_site", "start_front", "front_door",
+        "imds", "fake_aws", "ssm", "moto_aws", "moto_server", "moto_server_url", "ready_server",
+        "synthesized", "resynthesized", "cloud", "shared_cloud", "rehearsal",
+        "no_internet", "dead_package_index",
+    }
+)  # fmt: skip
+# Paths under tests/ whose every test is of one kind: they launch tritonserver, uvicorn,
+# nginx, bash or Chromium, download wheels, or import the CDK app (jsii runs it on Node.js).
+KIND_OF_PATH = {
+    "backend/real_weights": "integration",
+    "backend/service": "integration",
+    "bench": "integration",
+    "frontend": "browser",
+    "iam": "integration",
+    "infra": "integration",
+    "instance": "integration",
+    "model_prep/test_pretrained.py": "integration",
+    "rehearsal": "integration",
+    "triton_server": "integration",
+}
+KINDS_BY_TEST = pytest.StashKey[dict[str, list[str]]]()
+
+
+def path_kind(path: Path, rootpath: Path) -> str | None:
+    relative = path.relative_to(rootpath / "tests").as_posix()
+    return next(
+        (kind for prefix, kind in KIND_OF_PATH.items() if f"{relative}/".startswith(f"{prefix}/")),
+        None,
+    )
+
+
+def kind_of(item: pytest.Item) -> str:
+    """A kind marker written on the test wins; then its fixtures decide, then its path."""
+    written = [kind for kind in TEST_KINDS if item.get_closest_marker(kind)]
+    if written:
+        return written[0]
+    fixtures = set(getattr(item, "fixturenames", ()))
+    if fixtures & BROWSER_FIXTURES:
+        return "browser"
+    if fixtures & INTEGRATION_FIXTURES or any(
+        item.get_closest_marker(name) for name in ("real_weights", "rehearsal")
+    ):
+        return "integration"
+    return path_kind(item.path, item.config.rootpath) or "unit"
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """The unit lane (`-m unit`) does not even import the paths that hold no unit test."""
+    if config.getoption("markexpr") != "unit" or not collection_path.is_relative_to(
+        config.rootpath / "tests"
+    ):
+        return None
+    return path_kind(collection_path, config.rootpath) is not None or None
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects anything
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if not any(item.get_closest_marker(kind) for kind in TEST_KINDS):
+            item.add_marker(getattr(pytest.mark, kind_of(item)))
+    config.stash[KINDS_BY_TEST] = {
+        item.nodeid: [kind for kind in TEST_KINDS if item.get_closest_marker(kind)]
+        for item in items
+    }

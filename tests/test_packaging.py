@@ -7,6 +7,8 @@ import sys
 from importlib.metadata import distributions
 from pathlib import Path
 
+import pytest
+
 
 def test_exactly_one_opencv_distribution_is_installed() -> None:
     opencv = sorted(
@@ -17,6 +19,7 @@ def test_exactly_one_opencv_distribution_is_installed() -> None:
     assert opencv == ["opencv-python-headless"]
 
 
+@pytest.mark.integration  # runs a child process
 def test_cvstack_console_script_lists_its_commands() -> None:
     result = subprocess.run(
         [str(Path(sys.executable).parent / "cvstack"), "--help"],

@@ -9,6 +9,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from backend.paths import REPO_ROOT
 from backend.summaries.backlog import Backlog, backlog_path, remove_orphans
 from backend.summaries.observations import Observation
@@ -80,6 +82,7 @@ while True:
 """
 
 
+@pytest.mark.integration  # runs a child process
 def test_a_killed_process_loses_no_acknowledged_window(tmp_path: Path) -> None:
     path = tmp_path / "b.sqlite3"
     child = subprocess.Popen(
@@ -100,6 +103,7 @@ def test_a_killed_process_loses_no_acknowledged_window(tmp_path: Path) -> None:
     assert drain(reopened, 50) == list(range(kept))
 
 
+@pytest.mark.integration  # runs a child process
 def test_files_of_dead_processes_are_removed_and_live_ones_kept(tmp_path: Path) -> None:
     finished = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"],
@@ -138,6 +142,7 @@ FULL_DISK_CHILD = """
 """
 
 
+@pytest.mark.integration  # runs a child process
 def test_a_full_disk_raises_its_own_error_and_keeps_what_was_written(tmp_path: Path) -> None:
     """The file-size limit stands in for a full disk: SQLite's own error must come out
     (not "cannot rollback", which hid it), and every window pushed before stays readable."""
@@ -177,6 +182,7 @@ FULL_DISK_OPEN_CHILD = """
 """
 
 
+@pytest.mark.integration  # runs a child process
 def test_a_backlog_that_cannot_be_created_leaves_no_file_and_no_descriptor(
     tmp_path: Path,
 ) -> None:
