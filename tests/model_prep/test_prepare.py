@@ -18,7 +18,7 @@ from backend.model_prep.manifest import (
     sha256_of,
     verify_files,
 )
-from backend.model_prep.onnx_inspect import COCO_CLASSES, load_onnx, onnx_metadata
+from backend.model_prep.onnx_inspect import COCO_CLASSES, YoloTask, load_onnx, onnx_metadata
 from backend.model_prep.prepare import prepare_models
 from backend.model_prep.pretrained import PRETRAINED_WEIGHTS
 from backend.model_prep.yolo_export import WeightsUnavailableError
@@ -200,6 +200,25 @@ def test_offline_fallback_uses_random_weights(
     )
     assert rerun == manifest
     assert _mtimes(models_dir) == before
+
+
+def test_a_random_fallback_gives_way_to_pretrained_weights_once_they_are_cached(
+    no_internet: None,
+    pretrained_checkpoints: dict[YoloTask, Path],
+    dead_package_index: Path,
+    yolo_onnx: OnnxFactory,
+    tmp_path: Path,
+) -> None:
+    detector, _ = _user_models(yolo_onnx)
+    models_dir = tmp_path / "models"
+    first = prepare_models(models_dir, detector=detector, include_ocr=False, offline_fallback=True)
+    assert first.entry("yolo_pose").source.kind == "random"
+    dead_package_index.mkdir(parents=True, exist_ok=True)  # as `models fetch-pretrained` would
+    shutil.copy(pretrained_checkpoints["pose"], dead_package_index)
+    rerun = prepare_models(
+        models_dir, detector=detector, include_ocr=False, offline_fallback=True, skip_existing=True
+    )
+    assert rerun.entry("yolo_pose").source == PRETRAINED_WEIGHTS["pose"].source
 
 
 def test_user_file_must_be_pt_or_onnx(tmp_path: Path) -> None:
