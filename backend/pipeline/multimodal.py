@@ -175,7 +175,7 @@ class SessionPipeline:
         started = time.perf_counter()
         output = await self.runtime.triton.infer(self.detector.name, tensor)
         detections, track_ids, velocities = await self._run(self._decode_and_track, output, box)
-        stage_ms["yolo"] = _ms_since(started)
+        self._record("yolo", stage_ms, started)
         if not len(detections):
             return None
         names = self.detector.class_names
@@ -204,7 +204,7 @@ class SessionPipeline:
         started = time.perf_counter()
         output = await self.runtime.triton.infer(self.pose_model.name, tensor)
         people = await self._run(self._decode, self.pose_model, output, box)
-        stage_ms["pose"] = _ms_since(started)
+        self._record("pose", stage_ms, started)
         if not len(people) or people.keypoints is None:
             return None
         return {
@@ -284,9 +284,13 @@ class SessionPipeline:
     ) -> T:
         started = time.perf_counter()
         result = await self._run(function, *args, pool=pool)
+        self._record(stage, stage_ms, started)
+        return result
+
+    def _record(self, stage: str, stage_ms: dict[str, float], started: float) -> None:
+        """The stage's time since `started`, in the result and in the latency histogram."""
         stage_ms[stage] = _ms_since(started)
         self.runtime.metrics.stage_latency.labels(stage).observe(stage_ms[stage] / 1000)
-        return result
 
     async def _run(self, function: Callable[..., T], *args: Any, pool: Executor | None = None) -> T:
         return await asyncio.get_running_loop().run_in_executor(

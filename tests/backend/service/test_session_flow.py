@@ -138,11 +138,13 @@ def test_health_ready_and_metrics(backend: BackendServer, open_client: OpenClien
     assert ready.json()["triton"] == {"server": True, "yolo": True, "yolo_pose": True}
 
     client, _ = open_client(backend.ws_url)
-    client.start(use_yolo=True)
+    client.start(use_yolo=True, use_yolo_pose=True)
     client.connection.send(jpeg_frame())
     client.receive_type("inference")
     metrics = httpx.get(f"{backend.url}/metrics").text
     assert 'cvstack_frames_total{stage="yolo"} 1.0' in metrics
+    for stage in ("decode", "yolo", "pose"):  # every stage the frame ran is in the histogram
+        assert f'cvstack_stage_latency_seconds_count{{stage="{stage}"}} 1.0' in metrics, stage
     assert "cvstack_frame_latency_seconds_count 1.0" in metrics
     assert "cvstack_active_sessions 1.0" in metrics
     labels = {
