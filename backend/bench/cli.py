@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from backend.bench import (
@@ -10,11 +11,14 @@ from backend.bench import (
     hostile_cli,
     motion_bench,
     nms_bench,
+    postprocess_bench,
     triton_bench,
     ws_bench,
 )
+from backend.bench.bench_models import BenchModels, resolve_bench_models
 from backend.cli_support import fail, positive_int
 from backend.model_prep.manifest import ManifestError
+from backend.model_prep.yolo_export import ExportError
 from backend.paths import default_models_dir
 from backend.triton_server.install import TritonLaunchError
 
@@ -30,14 +34,37 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     triton.add_argument("--concurrency", type=positive_int, default=8)
     triton.set_defaults(handler=_triton)
 
-    stream = commands.add_parser("stream", help="WebSocket sessions end to end through the stack")
-    stream.add_argument("--models-dir", type=Path, default=None)
+    stream = commands.add_parser(
+        "stream",
+        help="WebSocket sessions end to end through the stack, then post-processing by scene",
+    )
+    stream.add_argument(
+        "--models-dir",
+        type=Path,
+        default=None,
+        help="prepared models to run (default: real weights, prepared when needed)",
+    )
     stream.add_argument("--frames", type=positive_int, default=100, help="frames per latency row")
     stream.add_argument("--overload-seconds", type=positive_int, default=30)
     stream.add_argument("--overload-fps", type=positive_int, default=30)
     stream.add_argument("--sessions", type=positive_int, default=8)
     stream.add_argument("--concurrent-seconds", type=positive_int, default=20)
+    stream.add_argument(
+        "--postprocess-repeats", type=positive_int, default=300, help="timed frames per scene"
+    )
     stream.set_defaults(handler=_stream)
+
+    postprocess = commands.add_parser(
+        "postprocess", help="post-processing and result size for scenes of 1, 10 and 50 people"
+    )
+    postprocess.add_argument(
+        "--models-dir",
+        type=Path,
+        default=None,
+        help="prepared models to run (default: real weights at 640 px, prepared when needed)",
+    )
+    postprocess.add_argument("--repeats", type=positive_int, default=300)
+    postprocess.set_defaults(handler=_postprocess)
 
     motion = commands.add_parser("motion", help="Farneback vs DIS optical flow")
     motion.add_argument("--repeats", type=positive_int, default=100)
@@ -74,18 +101,44 @@ def _triton(args: argparse.Namespace) -> int:
 
 def _stream(args: argparse.Namespace) -> int:
     try:
+        models = _bench_models(args.models_dir, 320)
         result = ws_bench.run_ws_bench(
-            args.models_dir or default_models_dir(),
+            models,
             frames=args.frames,
             overload_s=args.overload_seconds,
             overload_fps=args.overload_fps,
             sessions=args.sessions,
             concurrent_s=args.concurrent_seconds,
         )
-    except (ManifestError, TritonLaunchError, ValueError, RuntimeError) as exc:
+        post = postprocess_bench.run_postprocess_bench(
+            _bench_models(args.models_dir, postprocess_bench.POSTPROCESS_IMGSZ),
+            args.postprocess_repeats,
+        )
+    except (ManifestError, ExportError, TritonLaunchError, ValueError, RuntimeError) as exc:
         return fail(str(exc))
     print(ws_bench.render_markdown(result), end="")
+    print()
+    print(postprocess_bench.render_markdown(post), end="")
     return 0
+
+
+def _postprocess(args: argparse.Namespace) -> int:
+    try:
+        models = _bench_models(args.models_dir, postprocess_bench.POSTPROCESS_IMGSZ)
+        result = postprocess_bench.run_postprocess_bench(models, args.repeats)
+    except (ManifestError, ExportError, ValueError, RuntimeError) as exc:
+        return fail(str(exc))
+    print(postprocess_bench.render_markdown(result), end="")
+    return 0
+
+
+def _bench_models(models_dir: Path | None, imgsz: int) -> BenchModels:
+    """The models to bench; says on stderr which weights they have, loudly when random."""
+    models = resolve_bench_models(models_dir, imgsz)
+    print(f"{models.models_dir}: {models.describe()}", file=sys.stderr)
+    if warning := models.warning():
+        print(warning.replace("**", ""), file=sys.stderr)
+    return models
 
 
 def _motion(args: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@ from numpy.typing import NDArray
 
 def sample_frames(width: int = 320, height: int = 240, count: int = 16) -> list[bytes]:
     """`count` JPEGs that differ a little from one another, like a moving camera."""
-    base = _photos() or [_drawn_scene()]
+    base = ultralytics_photos() or [_drawn_scene()]
     frames = []
     for index in range(count):
         image = base[index % len(base)]
@@ -24,7 +24,8 @@ def sample_frames(width: int = 320, height: int = 240, count: int = 16) -> list[
     return frames
 
 
-def _photos() -> list[NDArray[np.uint8]]:
+def ultralytics_photos() -> list[NDArray[np.uint8]]:
+    """bus.jpg and zidane.jpg from the installed ultralytics package; none without it."""
     spec = importlib.util.find_spec("ultralytics")
     if spec is None or spec.origin is None:
         return []

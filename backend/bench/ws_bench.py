@@ -22,6 +22,7 @@ import onnxruntime as ort
 import tritonclient.grpc.aio as grpcclient
 from websockets.asyncio.client import ClientConnection, connect
 
+from backend.bench.bench_models import BenchModels
 from backend.bench.latency import LatencyStats, time_calls
 from backend.bench.machine import describe_machine
 from backend.bench.sample_frames import sample_frames
@@ -49,6 +50,8 @@ class SessionRun:
 @dataclass(frozen=True)
 class WsBenchResult:
     machine: str
+    models: BenchModels
+    detector_size: int
     direct_triton: LatencyStats
     direct_onnxruntime: LatencyStats
     single: LatencyStats
@@ -65,7 +68,7 @@ class WsBenchResult:
 
 
 def run_ws_bench(
-    models_dir: Path,
+    models: BenchModels,
     *,
     frames: int = 100,
     overload_s: float = 30.0,
@@ -74,6 +77,7 @@ def run_ws_bench(
     concurrent_s: float = 20.0,
 ) -> WsBenchResult:
     """Start a local stack and run every scenario against it."""
+    models_dir = models.models_dir
     jpegs = sample_frames()
     with local_stack(models_dir) as stack:
         direct_triton, single, direct_ort = asyncio.run(
@@ -86,6 +90,8 @@ def run_ws_bench(
     latencies = [ms for _, ms in overload.server_latencies_ms]
     return WsBenchResult(
         machine=describe_machine(),
+        models=models,
+        detector_size=load_manifest(models_dir).entry("yolo").input_size or 320,
         direct_triton=direct_triton,
         direct_onnxruntime=direct_ort,
         single=single,
@@ -243,10 +249,13 @@ def render_markdown(result: WsBenchResult) -> str:
     overload_ratio = r.overload.p95_ms / r.single.p50_ms
     window_p95 = ", ".join(f"{w.p95_ms:.0f}" for w in r.overload_windows)
     lines = [
-        "### End to end over WebSocket (detector yolov8n at 320 px)",
+        f"### End to end over WebSocket (detector at {r.detector_size} px)",
         "",
         f"Machine: {r.machine}.",
         "",
+        r.models.describe(),
+        "",
+        *([warning, ""] if (warning := r.models.warning()) else []),
         "| scenario | p50 ms | p95 ms | p99 ms | note |",
         "|---|---|---|---|---|",
         f"| direct: Triton gRPC, batch 1 | {_row(r.direct_triton)} | the floor |",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from backend.bench import motion_bench, nms_bench, triton_bench, ws_bench
+from backend.bench.bench_models import BenchModels
 
 
 def test_triton_bench_measures_both_sides_and_batches(yolo_models_dir: Path) -> None:
@@ -20,15 +21,18 @@ def test_triton_bench_measures_both_sides_and_batches(yolo_models_dir: Path) -> 
 
 
 def test_stream_bench_drives_real_sessions(yolo_models_dir: Path) -> None:
+    models = BenchModels.of(yolo_models_dir)
     result = ws_bench.run_ws_bench(
-        yolo_models_dir, frames=5, overload_s=2, overload_fps=30, sessions=2, concurrent_s=2
+        models, frames=5, overload_s=2, overload_fps=30, sessions=2, concurrent_s=2
     )
     assert result.single.samples == 5 and result.direct_triton.samples == 5
     assert result.overload_results_per_s > 0
     assert 0 <= result.overload_drop_rate < 1
     assert result.one_session_per_s > 0 and result.concurrent_per_s > 0
     assert result.concurrent_batch >= 1
-    assert "1 session sending 30 fps" in ws_bench.render_markdown(result)
+    table = ws_bench.render_markdown(result)
+    assert "1 session sending 30 fps" in table
+    assert "yolo: random" in table and "WARNING: random weights" in table
 
 
 def test_motion_bench_finds_the_known_shift() -> None:
