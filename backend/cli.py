@@ -10,6 +10,7 @@ from backend import service_cli
 from backend.bench import cli as bench_cli
 from backend.instance import cli as instance_cli
 from backend.model_prep import cli as models_cli
+from backend.protocol import cli as protocol_cli
 from backend.triton_server import cli as triton_cli
 
 
@@ -23,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     triton_cli.register(commands)
     bench_cli.register(commands)
     instance_cli.register(commands)
+    protocol_cli.register(commands)
     return parser
 
 

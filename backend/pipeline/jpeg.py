@@ -27,13 +27,15 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from backend.protocol.error_codes import ErrorCode
+
 RejectCode = Literal[
-    "empty_frame",
-    "not_jpeg",
-    "corrupt_jpeg",
-    "frame_too_large",
-    "frame_too_many_pixels",
-    "frame_too_complex",
+    ErrorCode.EMPTY_FRAME,
+    ErrorCode.NOT_JPEG,
+    ErrorCode.CORRUPT_JPEG,
+    ErrorCode.FRAME_TOO_LARGE,
+    ErrorCode.FRAME_TOO_MANY_PIXELS,
+    ErrorCode.FRAME_TOO_COMPLEX,
 ]
 
 _SOI = b"\xff\xd8"
@@ -81,24 +83,24 @@ def decode_jpeg(data: bytes, limits: FrameLimits) -> NDArray[np.uint8]:
     """Decode one JPEG frame into a BGR (H, W, 3) image, or raise `FrameRejectedError`."""
     if not data:
         raise FrameRejectedError(
-            "empty_frame", "the frame is empty; send one JPEG image per message"
+            ErrorCode.EMPTY_FRAME, "the frame is empty; send one JPEG image per message"
         )
     if len(data) > limits.max_bytes:
         raise FrameRejectedError(
-            "frame_too_large",
+            ErrorCode.FRAME_TOO_LARGE,
             f"the frame is {len(data):,} bytes, over the {limits.max_bytes:,} byte limit; "
             "lower the JPEG quality or the resolution",
         )
     if not data.startswith(_SOI):
         raise FrameRejectedError(
-            "not_jpeg",
+            ErrorCode.NOT_JPEG,
             "the frame does not start with the JPEG marker FFD8; send JPEG-encoded frames "
             "(e.g. canvas.toBlob(callback, 'image/jpeg'))",
         )
     width, height = jpeg_size(data)
     if width * height > limits.max_pixels:
         raise FrameRejectedError(
-            "frame_too_many_pixels",
+            ErrorCode.FRAME_TOO_MANY_PIXELS,
             f"the frame is {width}x{height} = {width * height:,} pixels, over the "
             f"{limits.max_pixels:,} pixel limit; downscale it before sending",
         )
@@ -212,7 +214,7 @@ def _image_end(data: bytes, limits: FrameLimits) -> tuple[int, int]:
 
 def _too_complex(reason: str) -> FrameRejectedError:
     return FrameRejectedError(
-        "frame_too_complex",
+        ErrorCode.FRAME_TOO_COMPLEX,
         f"the frame is too costly to decode: {reason}; send a baseline JPEG "
         "(e.g. canvas.toBlob(callback, 'image/jpeg')) or a standard progressive one",
     )
@@ -220,5 +222,6 @@ def _too_complex(reason: str) -> FrameRejectedError:
 
 def _corrupt(reason: str) -> FrameRejectedError:
     return FrameRejectedError(
-        "corrupt_jpeg", f"the frame is not a valid JPEG: {reason}; send a complete JPEG image"
+        ErrorCode.CORRUPT_JPEG,
+        f"the frame is not a valid JPEG: {reason}; send a complete JPEG image",
     )

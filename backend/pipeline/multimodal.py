@@ -33,6 +33,7 @@ from backend.pipeline.motion import FlowField, MotionEstimator
 from backend.pipeline.tracker import ByteTracker
 from backend.pipeline.yolo_decode import Detections, decode_yolo
 from backend.protocol.client_messages import InitParams
+from backend.protocol.error_codes import ErrorCode
 from backend.protocol.server_messages import (
     FlowResult,
     OcrInfo,
@@ -316,7 +317,7 @@ def _describe(stage: str, error: BaseException) -> str:
 
 
 def _error_kind(error: BaseException) -> str:
-    return error.code if isinstance(error, StageError) else "internal_error"
+    return error.code if isinstance(error, StageError) else ErrorCode.INTERNAL_ERROR
 
 
 def _ms_since(started: float) -> float:

@@ -8,13 +8,15 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
 
+from backend.protocol.error_codes import ErrorCode
+
 SYSTEM_PROMPT_MAX_CHARS = 2000
 
 
 class ProtocolError(ValueError):
     """A client message was rejected; `code` goes into the `error` message sent back."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: ErrorCode, message: str) -> None:
         super().__init__(message)
         self.code = code
 
@@ -71,27 +73,32 @@ KNOWN_TYPES = ("init", "start", "stop", "ocr", "pong")
 def parse_client_message(text: str, max_bytes: int) -> ClientMessage:
     """Validate one text frame; the error says what was wrong and what is expected."""
     if len(text.encode()) > max_bytes:
-        raise ProtocolError("message_too_large", f"text messages are limited to {max_bytes} bytes")
+        raise ProtocolError(
+            ErrorCode.MESSAGE_TOO_LARGE, f"text messages are limited to {max_bytes} bytes"
+        )
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ProtocolError(
-            "invalid_json", f"text messages must be JSON objects ({exc.msg})"
+            ErrorCode.INVALID_JSON, f"text messages must be JSON objects ({exc.msg})"
         ) from None
     except RecursionError:  # "[[[[..." deeper than the interpreter's recursion limit
         raise ProtocolError(
-            "invalid_json", "text messages must be JSON objects (nested too deeply)"
+            ErrorCode.INVALID_JSON, "text messages must be JSON objects (nested too deeply)"
         ) from None
     except ValueError:  # an integer over Python's digit limit (sys.get_int_max_str_digits)
         raise ProtocolError(
-            "invalid_json", "text messages must be JSON objects (a number has too many digits)"
+            ErrorCode.INVALID_JSON,
+            "text messages must be JSON objects (a number has too many digits)",
         ) from None
     if not isinstance(raw, dict):
-        raise ProtocolError("invalid_json", "text messages must be JSON objects with a 'type'")
+        raise ProtocolError(
+            ErrorCode.INVALID_JSON, "text messages must be JSON objects with a 'type'"
+        )
     kind = raw.get("type")
     if kind not in KNOWN_TYPES:
         raise ProtocolError(
-            "unknown_type",
+            ErrorCode.UNKNOWN_TYPE,
             f"unknown message type {kind!r}; expected one of {', '.join(KNOWN_TYPES)}",
         )
     try:
@@ -101,7 +108,7 @@ def parse_client_message(text: str, max_bytes: int) -> ClientMessage:
             f"{'.'.join(str(part) for part in error['loc'][1:]) or 'message'}: {_problem(error)}"
             for error in exc.errors()
         )
-        code = "invalid_params" if kind == "init" else "invalid_message"
+        code = ErrorCode.INVALID_PARAMS if kind == "init" else ErrorCode.INVALID_MESSAGE
         raise ProtocolError(code, f"invalid '{kind}' message: {problems}") from None
 
 

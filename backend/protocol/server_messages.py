@@ -1,12 +1,11 @@
 """Messages the server sends, as typed dicts (no per-frame model overhead) plus their schema.
 
-`docs/protocol.schema.json` is generated from these types (`cvstack protocol schema`) and the
+`docs/protocol.schema.json` is generated from these types (`cvstack protocol generate`) and the
 tests validate real messages against it.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any, Literal, NotRequired
 
@@ -14,6 +13,7 @@ from pydantic import TypeAdapter
 from typing_extensions import TypedDict
 
 from backend.protocol import PROTOCOL_VERSION
+from backend.protocol.error_codes import ErrorCode
 
 QueueState = Literal["waiting", "running", "finished"]
 
@@ -96,7 +96,7 @@ class Ping(TypedDict):
 
 class ErrorMessage(TypedDict):
     type: Literal["error"]
-    code: str
+    code: ErrorCode
     message: str
     fatal: bool  # true: the server closes the connection after this message
 
@@ -137,7 +137,7 @@ def without_paths(text: str) -> str:
     return _SERVER_PATH.sub(SERVER_PATH_PLACEHOLDER, text) if "/" in text else text
 
 
-def error_message(code: str, message: str, *, fatal: bool = False) -> ErrorMessage:
+def error_message(code: ErrorCode, message: str, *, fatal: bool = False) -> ErrorMessage:
     """An `error` message; any server file path in `message` is replaced by a placeholder."""
     return {"type": "error", "code": code, "message": without_paths(message), "fatal": fatal}
 
@@ -148,7 +148,3 @@ def server_message_schema() -> dict[str, Any]:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = f"cvstack /ws/inference server messages, protocol version {PROTOCOL_VERSION}"
     return schema
-
-
-if __name__ == "__main__":
-    print(json.dumps(server_message_schema(), indent=2, sort_keys=True))

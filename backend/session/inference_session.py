@@ -32,6 +32,7 @@ from backend.protocol.client_messages import (
     StopMessage,
     parse_client_message,
 )
+from backend.protocol.error_codes import ErrorCode
 from backend.protocol.server_messages import (
     Inference,
     ServerMessage,
@@ -102,7 +103,7 @@ class InferenceSession:
             except (WebSocketDisconnect, RuntimeError, OSError) as exc:
                 raise _ClientGoneError from exc
 
-    async def reject(self, code: str, message: str, *, close_code: int) -> None:
+    async def reject(self, code: ErrorCode, message: str, *, close_code: int) -> None:
         """Send a fatal error and close the connection."""
         with contextlib.suppress(_ClientGoneError):
             await self.send(error_message(code, message, fatal=True))
@@ -111,11 +112,11 @@ class InferenceSession:
 
     async def replaced(self) -> None:
         """A newer connection took this session's token: end this one, briefly waiting."""
-        self.runtime.metrics.errors.labels("session_replaced").inc()
+        self.runtime.metrics.errors.labels(ErrorCode.SESSION_REPLACED).inc()
         with contextlib.suppress(TimeoutError):  # a stalled client meets its send deadline
             await asyncio.wait_for(
                 self.reject(
-                    "session_replaced",
+                    ErrorCode.SESSION_REPLACED,
                     "a newer connection uses this session token; one token serves one "
                     "session at a time (CVSTACK_SESSIONS_PER_TOKEN)",
                     close_code=POLICY_VIOLATION,
@@ -135,9 +136,9 @@ class InferenceSession:
 
     async def _on_text(self, text: str) -> None:
         if not self._text_rate.allow():
-            self.runtime.metrics.errors.labels("too_many_messages").inc()
+            self.runtime.metrics.errors.labels(ErrorCode.TOO_MANY_MESSAGES).inc()
             await self.reject(
-                "too_many_messages",
+                ErrorCode.TOO_MANY_MESSAGES,
                 f"over {self.settings.max_text_messages_per_s:g} text messages per second; "
                 "send control messages only when something changes",
                 close_code=POLICY_VIOLATION,
@@ -150,19 +151,21 @@ class InferenceSession:
             return
         if isinstance(parsed, InitMessage):
             if self._streaming():
-                await self._error("already_started", "send 'stop' before changing the params")
+                await self._error(
+                    ErrorCode.ALREADY_STARTED, "send 'stop' before changing the params"
+                )
                 return
             self.params = parsed.params
         elif isinstance(parsed, StartMessage):
             if self.params is None:
-                await self._error("init_required", "send 'init' with params before 'start'")
+                await self._error(ErrorCode.INIT_REQUIRED, "send 'init' with params before 'start'")
             elif self._streaming():
-                await self._error("already_started", "this session is already started")
+                await self._error(ErrorCode.ALREADY_STARTED, "this session is already started")
             else:
                 self._streamer = asyncio.create_task(self._stream(self.params))
         elif isinstance(parsed, StopMessage):
             if not self._streaming():
-                await self._error("not_started", "'stop' before 'start'; nothing to stop")
+                await self._error(ErrorCode.NOT_STARTED, "'stop' before 'start'; nothing to stop")
                 return
             await self._stop_streaming()
             await self.send(
@@ -173,11 +176,11 @@ class InferenceSession:
 
     async def _on_frame(self, data: bytes) -> None:
         if not self._streaming():
-            await self._error("not_started", "send 'init' and 'start' before frames")
+            await self._error(ErrorCode.NOT_STARTED, "send 'init' and 'start' before frames")
             return
         if len(data) > self.settings.max_frame_bytes:
             await self._error(
-                "frame_too_large",
+                ErrorCode.FRAME_TOO_LARGE,
                 f"frames are limited to {self.settings.max_frame_bytes} bytes; send smaller JPEGs",
             )
             return
@@ -196,9 +199,9 @@ class InferenceSession:
                 update_s=self.settings.queue_status_interval_s,
             )
         except AdmissionTimeoutError:
-            metrics.errors.labels("server_busy").inc()
+            metrics.errors.labels(ErrorCode.SERVER_BUSY).inc()
             await self.reject(
-                "server_busy",
+                ErrorCode.SERVER_BUSY,
                 f"no processing slot became free within {self.settings.max_wait_s:.0f} s; "
                 "try again later",
                 close_code=TRY_AGAIN_LATER,
@@ -221,10 +224,10 @@ class InferenceSession:
         except Exception as exc:  # a bug must not leave the client waiting in silence
             if not isinstance(exc, _ClientGoneError):
                 log.exception("session %s: streaming failed", self.id)
-                self.runtime.metrics.errors.labels("internal_error").inc()
+                self.runtime.metrics.errors.labels(ErrorCode.INTERNAL_ERROR).inc()
                 with contextlib.suppress(_ClientGoneError):
                     await self.send(error_message(
-                        "internal_error", "processing stopped after an internal error; "
+                        ErrorCode.INTERNAL_ERROR, "processing stopped after an internal error; "
                         "send 'start' to resume"))  # fmt: skip
         finally:
             try:
@@ -243,7 +246,7 @@ class InferenceSession:
             await aclose()
         except Exception:
             log.exception("session %s: closing the %s failed", self.id, part)
-            self.runtime.metrics.errors.labels("internal_error").inc()
+            self.runtime.metrics.errors.labels(ErrorCode.INTERNAL_ERROR).inc()
             return False
         return True
 
@@ -312,7 +315,7 @@ class InferenceSession:
             log.warning("session %s: no summary backlog at %s: %s", self.id, path, exc)
             reason = (exc.strerror if isinstance(exc, OSError) else None) or type(exc).__name__
             await self._error(  # the path stays in the server's log, not in the client's view
-                "summaries_unavailable",
+                ErrorCode.SUMMARIES_UNAVAILABLE,
                 f"LLM summaries are off for this run: the server cannot write its summary "
                 f"backlog ({reason}; check CVSTACK_SUMMARY_DIR); the other stages run as requested",
             )
@@ -348,11 +351,11 @@ class InferenceSession:
             "summaries go on with newer windows"
         )
         with contextlib.suppress(_ClientGoneError):
-            await self._error("summaries_dropped", message)
+            await self._error(ErrorCode.SUMMARIES_DROPPED, message)
 
     async def _send_delay_notice(self, message: str) -> None:
         with contextlib.suppress(_ClientGoneError):
-            await self._error("summaries_delayed", message)
+            await self._error(ErrorCode.SUMMARIES_DELAYED, message)
 
     async def _stop_streaming(self) -> None:
         streamer, self._streamer = self._streamer, None
@@ -364,7 +367,7 @@ class InferenceSession:
                 await streamer
         except Exception:  # it released its slot on the way out; the cause goes to the log
             log.exception("session %s: the streamer failed", self.id)
-            self.runtime.metrics.errors.labels("internal_error").inc()
+            self.runtime.metrics.errors.labels(ErrorCode.INTERNAL_ERROR).inc()
         self.frames.clear()
 
     async def _send_waiting(self, position: int) -> None:
@@ -377,7 +380,7 @@ class InferenceSession:
                 await asyncio.sleep(self.settings.ping_interval_s)
                 await self.send({"type": "ping"})
 
-    async def _error(self, code: str, message: str) -> None:
+    async def _error(self, code: ErrorCode, message: str) -> None:
         self.runtime.metrics.errors.labels(code).inc()
         await self.send(error_message(code, message))
 

@@ -3,12 +3,19 @@
  * most one frame in flight, and reconnects with exponential backoff when the connection drops.
  */
 
+import { ErrorCode } from "./error_codes.js";
+
 /** Errors about one frame: the session goes on, and that frame gets no result. */
 const FRAME_ERRORS = new Set([
-  "empty_frame", "not_jpeg", "corrupt_jpeg", "frame_too_large", "frame_too_many_pixels",
+  ErrorCode.EMPTY_FRAME,
+  ErrorCode.NOT_JPEG,
+  ErrorCode.CORRUPT_JPEG,
+  ErrorCode.FRAME_TOO_LARGE,
+  ErrorCode.FRAME_TOO_MANY_PIXELS,
+  ErrorCode.FRAME_TOO_COMPLEX,
 ]);
 /** Fatal errors worth reconnecting after (a busy server, a token that a new /start renews). */
-const RETRYABLE_FATAL = new Set(["server_busy", "token_expired"]);
+const RETRYABLE_FATAL = new Set([ErrorCode.SERVER_BUSY, ErrorCode.TOKEN_EXPIRED]);
 
 function queueText({ position, active_sessions: active, waiting_sessions: waiting }) {
   const place = position === undefined ? "" : `position ${position} in the queue, `;
@@ -195,7 +202,7 @@ export class InferenceConnection {
       case "error":
         if (message.fatal) this.#fatal = message.code;
         if (FRAME_ERRORS.has(message.code)) this.#releaseInFlight();
-        if (message.code === "internal_error") {
+        if (message.code === ErrorCode.INTERNAL_ERROR) {
           this.#running = false;
           this.#releaseInFlight();
           this.#send({ type: "start" });

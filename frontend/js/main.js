@@ -8,6 +8,7 @@ import { FrameCapture } from "./capture.js";
 import { coldStart } from "./coldstart.js";
 import { loadConfig, localEndpoint, sessionEndpoint } from "./config.js";
 import { InferenceConnection, initParams } from "./connection.js";
+import { ErrorCode } from "./error_codes.js";
 import { drawOverlay } from "./overlay.js";
 import { openCamera, openFile } from "./source.js";
 import { Stats } from "./stats.js";
@@ -174,7 +175,7 @@ function start() {
       error: ({ code, message }) => {
         hook.errors.push(code);
         ui.showError(`${code}: ${message}`);
-        if (code === "token_expired") session = null;
+        if (code === ErrorCode.TOKEN_EXPIRED) session = null;
       },
       summary: (text) => {
         hook.summaries.push(text);

@@ -7,6 +7,7 @@ import time
 from fastapi import APIRouter, WebSocket
 
 from backend.api.deps import WsRuntimeDep
+from backend.protocol.error_codes import ErrorCode
 from backend.security.origins import origin_allowed
 from backend.security.session_token import TokenError, verify_token
 from backend.session.inference_session import POLICY_VIOLATION, InferenceSession
@@ -21,9 +22,9 @@ async def inference(websocket: WebSocket, runtime: WsRuntimeDep) -> None:
     settings = runtime.settings
     headers = websocket.headers
     if not origin_allowed(headers.get("origin"), headers.get("host"), settings.allowed_origins):
-        runtime.metrics.errors.labels("origin_not_allowed").inc()
+        runtime.metrics.errors.labels(ErrorCode.ORIGIN_NOT_ALLOWED).inc()
         await session.reject(
-            "origin_not_allowed",
+            ErrorCode.ORIGIN_NOT_ALLOWED,
             "this page's origin may not use this server; add it to CVSTACK_ALLOWED_ORIGINS, "
             'or "self" if the page is served by this server\'s own host',
             close_code=POLICY_VIOLATION,
@@ -38,9 +39,10 @@ async def inference(websocket: WebSocket, runtime: WsRuntimeDep) -> None:
             settings.session_token_secret.get_secret_value(),
             now=time.time(),
         )
-    except TokenError as exc:
-        runtime.metrics.errors.labels(exc.code).inc()
-        await session.reject(exc.code, str(exc), close_code=POLICY_VIOLATION)
+    except TokenError as exc:  # its codes are plain strings: the Lambda bundles that file alone
+        code = ErrorCode(exc.code)
+        runtime.metrics.errors.labels(code).inc()
+        await session.reject(code, str(exc), close_code=POLICY_VIOLATION)
         return
     for older in runtime.live_tokens.admit(claims.nonce, session):
         await older.replaced()

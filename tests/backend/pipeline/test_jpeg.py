@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from numpy.typing import NDArray
 
 from backend.pipeline.jpeg import FrameLimits, FrameRejectedError, decode_jpeg, jpeg_size
+from backend.protocol.error_codes import ErrorCode
 from tests.backend.pipeline.hostile_jpegs import exif_rotated_jpeg, progressive_jpeg, scan_bomb
 
 LIMITS = FrameLimits()
@@ -61,7 +62,7 @@ def test_accepts_zero_padding_after_the_end_marker(sample_jpeg: bytes) -> None:
 def test_truncated_jpeg_is_caught_by_the_end_marker_check(sample_jpeg: bytes) -> None:
     with pytest.raises(FrameRejectedError) as caught:
         decode_jpeg(sample_jpeg[: len(sample_jpeg) * 2 // 3], LIMITS)
-    assert caught.value.code == "corrupt_jpeg"
+    assert caught.value.code == ErrorCode.CORRUPT_JPEG
     assert "FFD9" in str(caught.value)  # refused before OpenCV, whose behaviour varies
 
 
@@ -104,7 +105,7 @@ def test_byte_limit_is_checked_first(sample_jpeg: bytes) -> None:
     for data in (sample_jpeg + b"\x00", b"not a jpeg at all" * 10_000):
         with pytest.raises(FrameRejectedError) as caught:
             decode_jpeg(data, limits)
-        assert caught.value.code == "frame_too_large"
+        assert caught.value.code == ErrorCode.FRAME_TOO_LARGE
         assert f"{len(sample_jpeg):,} byte limit" in str(caught.value)
 
 
@@ -112,14 +113,14 @@ def test_pixel_limit_is_inclusive(sample_jpeg: bytes) -> None:
     assert decode_jpeg(sample_jpeg, FrameLimits(max_pixels=320 * 240)).shape == (240, 320, 3)
     with pytest.raises(FrameRejectedError) as caught:
         decode_jpeg(sample_jpeg, FrameLimits(max_pixels=320 * 240 - 1))
-    assert caught.value.code == "frame_too_many_pixels"
+    assert caught.value.code == ErrorCode.FRAME_TOO_MANY_PIXELS
 
 
 def test_pixel_bomb_is_rejected_from_its_header(sample_jpeg: bytes) -> None:
     bomb = with_size(sample_jpeg, 60_000, 60_000)
     with pytest.raises(FrameRejectedError) as caught:
         decode_jpeg(bomb[:400], LIMITS)  # the header alone is enough to refuse it
-    assert caught.value.code == "frame_too_many_pixels"
+    assert caught.value.code == ErrorCode.FRAME_TOO_MANY_PIXELS
     assert "60000x60000" in str(caught.value)
 
 
@@ -139,7 +140,7 @@ def test_arbitrary_bytes_after_soi_only_raise_frame_rejected(tail: bytes) -> Non
 def test_every_truncation_is_rejected(cut: int, sample_jpeg: bytes) -> None:
     with pytest.raises(FrameRejectedError) as caught:
         decode_jpeg(sample_jpeg[: len(sample_jpeg) - cut], LIMITS)
-    assert caught.value.code == "corrupt_jpeg"
+    assert caught.value.code == ErrorCode.CORRUPT_JPEG
 
 
 def test_decodes_a_standard_progressive_jpeg_from_pil() -> None:
@@ -163,7 +164,7 @@ def test_scan_bomb_is_refused_before_decoding() -> None:
     bomb = scan_bomb(320, 240, scans=2000)  # 25 KB; about 0.3 s to decode without the guard
     with pytest.raises(FrameRejectedError) as caught:
         decode_jpeg(bomb, LIMITS)
-    assert caught.value.code == "frame_too_complex"
+    assert caught.value.code == ErrorCode.FRAME_TOO_COMPLEX
     assert "over 100 scans" in str(caught.value)
 
 
@@ -175,7 +176,7 @@ def test_full_size_scan_bomb_is_refused_before_decoding() -> None:
     assert jpeg_size(bomb) == (1920, 1080)
     with pytest.raises(FrameRejectedError) as caught:
         decode_jpeg(bomb, LIMITS)
-    assert caught.value.code == "frame_too_complex"
+    assert caught.value.code == ErrorCode.FRAME_TOO_COMPLEX
 
 
 def test_scan_limit_is_inclusive() -> None:
@@ -183,7 +184,7 @@ def test_scan_limit_is_inclusive() -> None:
     assert decode_jpeg(scan_bomb(64, 48, scans=40), limits).shape == (48, 64, 3)
     with pytest.raises(FrameRejectedError) as caught:
         decode_jpeg(scan_bomb(64, 48, scans=41), limits)
-    assert caught.value.code == "frame_too_complex"
+    assert caught.value.code == ErrorCode.FRAME_TOO_COMPLEX
 
 
 @pytest.mark.usefixtures("no_decoding")
@@ -192,7 +193,7 @@ def test_full_size_image_with_many_legal_scans_is_refused_before_decoding() -> N
     costly = scan_bomb(1920, 1080, scans=60)
     with pytest.raises(FrameRejectedError) as caught:
         decode_jpeg(costly, LIMITS)
-    assert caught.value.code == "frame_too_complex"
+    assert caught.value.code == ErrorCode.FRAME_TOO_COMPLEX
     assert "60 scans at 1920x1080" in str(caught.value)
 
 
@@ -201,7 +202,7 @@ def test_pixel_scan_budget_is_inclusive() -> None:
     assert decode_jpeg(scan_bomb(64, 48, scans=12), limits).shape == (48, 64, 3)
     with pytest.raises(FrameRejectedError) as caught:
         decode_jpeg(scan_bomb(64, 48, scans=13), limits)
-    assert caught.value.code == "frame_too_complex"
+    assert caught.value.code == ErrorCode.FRAME_TOO_COMPLEX
 
 
 def test_standard_progressive_full_size_frame_is_decoded() -> None:
@@ -212,7 +213,7 @@ def test_too_many_segments_are_refused(sample_jpeg: bytes) -> None:
     comments = b"\xff\xfe\x00\x03x" * 1000  # 1000 COM segments, plus the image's own
     with pytest.raises(FrameRejectedError) as caught:
         decode_jpeg(sample_jpeg[:2] + comments + sample_jpeg[2:], LIMITS)
-    assert caught.value.code == "frame_too_complex"
+    assert caught.value.code == ErrorCode.FRAME_TOO_COMPLEX
     assert "marker segments" in str(caught.value)
     assert decode_jpeg(sample_jpeg[:2] + comments[:500] + sample_jpeg[2:], LIMITS).shape == (
         240,
@@ -225,7 +226,7 @@ def test_unsupported_marker_is_corrupt(sample_jpeg: bytes) -> None:
     jpeg_ls = b"\xff\xf7\x00\x04ab"  # SOF55 (JPEG-LS): libjpeg cannot decode it
     with pytest.raises(FrameRejectedError) as caught:
         decode_jpeg(sample_jpeg[:2] + jpeg_ls + sample_jpeg[2:], LIMITS)
-    assert caught.value.code == "corrupt_jpeg"
+    assert caught.value.code == ErrorCode.CORRUPT_JPEG
     assert "FFF7" in str(caught.value)
 
 

@@ -1,0 +1,47 @@
+"""Every `code` an `error` message can carry: the one list the server, schema and page share.
+
+`docs/protocol.schema.json` and the page's `frontend/js/error_codes.js` are generated from this
+enum (`cvstack protocol generate`); docs/protocol.md says when each code is sent.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum, unique
+
+
+@unique
+class ErrorCode(StrEnum):
+    """Why the server sent an `error`; the value is what goes on the wire."""
+
+    # A binary message that is not an acceptable JPEG: that frame gets no result.
+    EMPTY_FRAME = "empty_frame"
+    NOT_JPEG = "not_jpeg"
+    CORRUPT_JPEG = "corrupt_jpeg"
+    FRAME_TOO_LARGE = "frame_too_large"
+    FRAME_TOO_MANY_PIXELS = "frame_too_many_pixels"
+    FRAME_TOO_COMPLEX = "frame_too_complex"
+    # A text message that is not a valid control message.
+    INVALID_JSON = "invalid_json"
+    UNKNOWN_TYPE = "unknown_type"
+    INVALID_MESSAGE = "invalid_message"
+    INVALID_PARAMS = "invalid_params"
+    MESSAGE_TOO_LARGE = "message_too_large"
+    # A control message out of order.
+    NOT_STARTED = "not_started"
+    INIT_REQUIRED = "init_required"
+    ALREADY_STARTED = "already_started"
+    # LLM summaries: the other stages go on.
+    SUMMARIES_UNAVAILABLE = "summaries_unavailable"
+    SUMMARIES_DELAYED = "summaries_delayed"
+    SUMMARIES_DROPPED = "summaries_dropped"
+    # A bug stopped processing; `start` resumes.
+    INTERNAL_ERROR = "internal_error"
+    # Fatal: the server closes the connection next.
+    SERVER_BUSY = "server_busy"
+    TOKEN_MISSING = "token_missing"
+    TOKEN_MALFORMED = "token_malformed"
+    TOKEN_INVALID = "token_invalid"
+    TOKEN_EXPIRED = "token_expired"
+    ORIGIN_NOT_ALLOWED = "origin_not_allowed"
+    TOO_MANY_MESSAGES = "too_many_messages"
+    SESSION_REPLACED = "session_replaced"
