@@ -14,6 +14,11 @@ the file therefore finds every window whose `push` returned, in order. A new pro
 not resume old sessions, though: a session is one WebSocket connection and dies with its
 process, so `remove_orphans` deletes the files of dead processes at start-up.
 
+Whose file is it: an open `Backlog` holds an exclusive `flock` on `<file>.lock` beside its
+file, and the kernel releases it when the process dies (SIGKILL included). A file whose lock
+can be taken is an orphan, whatever pid its name starts with: the pid is for people only,
+since a container's server is PID 1 and so is the next container's.
+
 Up to `max_items` windows nothing is lost; beyond it the oldest is deleted in the same
 transaction as the insert, and `push` reports it so the caller can count it and tell the
 client.
@@ -21,6 +26,7 @@ client.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import sqlite3
@@ -31,7 +37,8 @@ from pathlib import Path
 from backend.summaries.observations import Observation
 
 SUFFIX = ".sqlite3"
-SIDE_FILES = ("-wal", "-shm")
+LOCK_SUFFIX = ".lock"
+SIDE_FILES = ("-wal", "-shm", LOCK_SUFFIX)  # the lock is removed last
 
 
 @dataclass(frozen=True)
@@ -48,20 +55,25 @@ class Backlog:
         self.ram_items = ram_items
         self.max_items = max_items
         path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = hold_lock(path)  # before the file exists: never an orphan meanwhile
         existed = path.exists()
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        db: sqlite3.Connection | None = None
         try:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute(
+            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute(
                 "CREATE TABLE IF NOT EXISTS windows (seq INTEGER PRIMARY KEY, body TEXT NOT NULL)"
             )
-            self._size: int = self._db.execute("SELECT COUNT(*) FROM windows").fetchone()[0]
+            self._size: int = db.execute("SELECT COUNT(*) FROM windows").fetchone()[0]
         except BaseException:  # e.g. a full disk: no open descriptor, no half-made new file
-            self._db.close()
+            if db is not None:
+                db.close()
             if not existed:
                 remove_files(path)
+            os.close(self._lock)
             raise
+        self._db = db
         self._ram: deque[tuple[int, Observation]] = deque()
         self._last_seq = 0
         self._all_in_ram = self._size == 0  # no window lives on disk only
@@ -122,8 +134,11 @@ class Backlog:
         try:
             self._db.close()
         finally:
-            if delete:
-                remove_files(self.path)
+            try:
+                if delete:
+                    remove_files(self.path)
+            finally:
+                os.close(self._lock)
 
     def _refill(self) -> None:
         """Top up RAM from disk, in order, after the last window already there."""
@@ -140,7 +155,7 @@ class Backlog:
 
 
 def backlog_path(folder: Path, session_id: str) -> Path:
-    """A session's file, named after this process so that orphans can be told apart."""
+    """A session's file; the name starts with this process's pid, for the people who look."""
     return folder / f"{os.getpid()}-{session_id}{SUFFIX}"
 
 
@@ -149,22 +164,44 @@ def remove_files(path: Path) -> None:
         file.unlink(missing_ok=True)
 
 
+def hold_lock(path: Path) -> int:
+    """Take the exclusive lock that says `path` is in use; the descriptor holds it.
+
+    Fails with `BlockingIOError` when another open `Backlog` (in any process) holds it.
+    """
+    lock = _lock_path(path)
+    while True:
+        descriptor = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if os.stat(lock).st_ino == os.fstat(descriptor).st_ino:
+                return descriptor
+        except FileNotFoundError:
+            pass  # a cleaner removed the lock file between our open and our lock: again
+        except BaseException:
+            os.close(descriptor)
+            raise
+        os.close(descriptor)
+
+
 def remove_orphans(folder: Path) -> int:
-    """Delete the backlog files of processes that no longer run; returns how many."""
+    """Delete the backlog files that no open `Backlog` holds; returns how many.
+
+    The files of live processes sharing the folder are kept, whatever their pids.
+    """
     removed = 0
     for path in folder.glob(f"*{SUFFIX}"):
-        pid = path.name.split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
-            remove_files(path)
+        try:
+            descriptor = hold_lock(path)
+        except BlockingIOError:
+            continue  # in use by a live process
+        try:
+            remove_files(path)  # the lock file last, while we hold it
             removed += 1
+        finally:
+            os.close(descriptor)
     return removed
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
+def _lock_path(path: Path) -> Path:
+    return path.with_name(path.name + LOCK_SUFFIX)

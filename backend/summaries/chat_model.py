@@ -5,6 +5,9 @@
 the template summariser. The session's `system_prompt` is passed as the operator's focus,
 capped in length and quoted inside our rules, and the answer is checked against the format
 anyway (`output_check`), so a prompt cannot change what reaches the client.
+
+The clients never retry on their own: `ask` is one attempt, and the summariser retries by
+its `RetryPolicy`, the one place that decides.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from backend.summaries.template import template_sentences
 
 OPERATOR_PROMPT_MAX_CHARS = 1000
 MAX_ANSWER_TOKENS = 600
-CLIENT_RETRY_ALLOWANCE_S = 8.0  # the most the clients wait between their own retries
+NO_CLIENT_RETRIES = 0  # the summariser's RetryPolicy retries, not the clients
 
 RULES = """You summarise what a camera saw. You receive a list of facts, one per line.
 Answer with some or all of those facts, copied exactly, one per line, most important first.
@@ -49,7 +52,7 @@ def build_chat_model(settings: Settings, http_client: httpx.AsyncClient) -> Base
             base_url=settings.llm_base_url,
             api_key=key,
             timeout=settings.llm_timeout_s,
-            max_retries=settings.llm_max_retries,
+            max_retries=NO_CLIENT_RETRIES,
             streaming=settings.llm_streaming,
             temperature=0,
             max_completion_tokens=MAX_ANSWER_TOKENS,
@@ -61,7 +64,7 @@ def build_chat_model(settings: Settings, http_client: httpx.AsyncClient) -> Base
         model_id=settings.llm_model,
         region_name=settings.bedrock_region,
         timeout=math.ceil(settings.llm_timeout_s),
-        max_retries=settings.llm_max_retries,
+        max_retries=NO_CLIENT_RETRIES,
         temperature=0,
         max_tokens=MAX_ANSWER_TOKENS,
     )
@@ -83,14 +86,11 @@ def summary_prompt(observation: Observation, system_prompt: str | None) -> list[
 
 
 async def ask(model: BaseChatModel, messages: list[BaseMessage], settings: Settings) -> str:
-    """The model's answer text; a hard deadline covers every attempt of the client's retries."""
-    attempts = settings.llm_max_retries + 1
-    deadline = settings.llm_timeout_s * attempts + CLIENT_RETRY_ALLOWANCE_S * (attempts - 1)
-    async with asyncio.timeout(deadline):
+    """The model's answer text: one attempt, under a hard deadline of `llm_timeout_s`.
+
+    The deadline covers the whole answer, so a provider that trickles bytes cannot hold a
+    request forever.
+    """
+    async with asyncio.timeout(settings.llm_timeout_s):
         reply = await model.ainvoke(messages)
     return reply.text
-
-
-def is_timeout(error: BaseException) -> bool:
-    """Whether a provider call failed by taking too long (asyncio, httpx, openai, botocore)."""
-    return isinstance(error, TimeoutError) or "timeout" in type(error).__name__.lower()

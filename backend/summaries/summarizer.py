@@ -5,8 +5,9 @@ pipeline never waits for summaries. Two tasks do the rest: the windower closes a
 every `window_s` and pushes it into the durable `Backlog`; the sender takes the oldest
 windows, asks the LLM (or the template) and delivers the text. The request rate adapts to
 the backlog: one window per request while it keeps up, more windows merged into one request
-as the backlog grows, and exponential backoff while the provider fails (the windows wait,
-on disk, and nothing is lost up to the cap).
+as the backlog grows. A failed request is retried here and nowhere else, by the
+`RetryPolicy`: a transient failure after exponential backoff (the windows wait, on disk, and
+nothing is lost up to the cap), a permanent one not at all (the template summarises them).
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ from typing import TYPE_CHECKING, ParamSpec, TypeVar
 from backend.core.config import Settings
 from backend.observability.metrics import BackendMetrics
 from backend.summaries.backlog import Backlog, remove_files
-from backend.summaries.chat_model import ask, is_timeout, summary_prompt
+from backend.summaries.chat_model import ask, summary_prompt
 from backend.summaries.observations import Observation, WindowCounts, merge
 from backend.summaries.output_check import summary_problem
+from backend.summaries.retry_policy import RetryPolicy, is_timeout
 from backend.summaries.template import template_summary, time_range
 
 if TYPE_CHECKING:
@@ -37,7 +39,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 MERGE_DIVISOR = 4  # merge backlog/4 windows per request, up to max_merge
-BACKOFF_INITIAL_S = 1.0
 DROP_NOTICE_INTERVAL_S = 60.0
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -66,7 +67,7 @@ class Summarizer:
         metrics: BackendMetrics,
         system_prompt: str | None = None,
         clock: Callable[[], float] = time.time,
-        backoff_initial_s: float = BACKOFF_INITIAL_S,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self.settings = settings
         self.backlog = backlog
@@ -75,7 +76,7 @@ class Summarizer:
         self.metrics = metrics
         self.system_prompt = system_prompt
         self.clock = clock
-        self.backoff_initial_s = backoff_initial_s
+        self.retry = retry or RetryPolicy.from_settings(settings)
         self.dropped = 0
         self._io_pool = io_pool
         self._window = WindowCounts(start=clock())
@@ -161,7 +162,7 @@ class Summarizer:
             await self.close_window()
 
     async def _send_forever(self) -> None:
-        delay = 0.0
+        attempt = 1  # tries since the last summary was delivered (the windows wait meanwhile)
         while True:
             await self._pending.wait()
             self._pending.clear()
@@ -170,41 +171,54 @@ class Summarizer:
                 continue
             self._pending.set()  # more may be waiting after this batch
             observation = merge([item for _, item in batch])
-            text = await self._summarise(observation)
-            if text is None:
-                delay = min(self.settings.llm_backoff_max_s, max(self.backoff_initial_s, 2 * delay))
-                await asyncio.sleep(delay)
+            text, retry_after = await self._summarise(observation, attempt)
+            if retry_after is not None:
+                attempt += 1
+                await asyncio.sleep(retry_after)
                 continue
-            delay = 0.0
+            attempt = 1
             await self.outlet.deliver(f"{time_range(observation)}\n{text}")
             await self._io(self.backlog.remove_through, batch[-1][0])
             self._update_size()
 
-    async def _summarise(self, observation: Observation) -> str | None:
-        """The LLM's answer if well-formed, else the template; None when the provider failed."""
+    async def _summarise(self, observation: Observation, attempt: int) -> tuple[str, float | None]:
+        """The text for these windows, or when to try again (the policy's decision).
+
+        The LLM's answer if well-formed, else the template; also the template when the
+        provider failed and the policy says not to retry.
+        """
         template = template_summary(observation)
         if self.model is None:
             self.metrics.summaries.labels("template").inc()
-            return template
+            return template, None
         started = time.monotonic()
         try:
             answer = await ask(
                 self.model, summary_prompt(observation, self.system_prompt), self.settings
             )
-        except Exception as exc:  # any provider failure: keep the windows, back off, retry
+        except Exception as exc:  # any provider failure: the policy decides what follows
             kind = "timeout" if is_timeout(exc) else "provider_error"
             self.metrics.llm_errors.labels(kind).inc()
-            log.warning("LLM summary failed (%s): %s", kind, exc)
-            return None
+            retry_after = self.retry.retry_after(exc, attempt)
+            if retry_after is not None:
+                log.warning(
+                    "LLM summary failed (%s), retrying in %.1f s: %s", kind, retry_after, exc
+                )
+                return template, retry_after
+            log.warning(
+                "LLM summary failed (%s), not retried; the template stands in: %s", kind, exc
+            )
+            self.metrics.summaries.labels("template").inc()
+            return template, None
         self.metrics.llm_latency.observe(time.monotonic() - started)
         problem = summary_problem(answer, observation)
         if problem is not None:
             self.metrics.llm_errors.labels("malformed").inc()
             self.metrics.summaries.labels("template").inc()
             log.info("LLM answer replaced by the template: %s", problem)
-            return template
+            return template, None
         self.metrics.summaries.labels("llm").inc()
-        return answer.strip()
+        return answer.strip(), None
 
     def _count_drops(self, count: int) -> None:
         self.dropped += count

@@ -2,7 +2,8 @@
 
 The stub answers like a well-behaved model by echoing the facts of the prompt in reverse
 order (so an LLM answer is told apart from the template), streaming (SSE) when asked to,
-and can be switched to be slow, fail with 500, hang, or answer in prose.
+and can be switched to be slow, fail with 500, hang, or answer in prose; `fail_next`
+makes its next answers HTTP errors (a transient blip, or a permanent refusal).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ class OpenAIStub:
     def __init__(self) -> None:
         self.mode: Mode = "echo"
         self.requests: list[dict[str, Any]] = []
+        self.request_times: list[float] = []  # time.monotonic() of each request
+        self.failures: list[int] = []  # HTTP statuses of the next answers, before `mode`
         self.in_flight = 0
         app = Starlette(routes=[Route("/v1/chat/completions", self._complete, methods=["POST"])])
         with socket.socket() as probe:
@@ -60,11 +63,18 @@ class OpenAIStub:
         self.server.should_exit = True
         self.thread.join(timeout=10)
 
+    def fail_next(self, *statuses: int) -> None:
+        self.failures.extend(statuses)
+
     async def _complete(self, request: Request) -> Response:
         body = await request.json()
         self.requests.append(body)
+        self.request_times.append(time.monotonic())
         self.in_flight += 1
         try:
+            if self.failures:
+                status = self.failures.pop(0)
+                return JSONResponse({"error": {"message": f"stub {status}"}}, status_code=status)
             if self.mode == "error":
                 return JSONResponse({"error": {"message": "stub failure"}}, status_code=500)
             if self.mode == "slow":

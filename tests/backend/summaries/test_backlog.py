@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from backend.paths import REPO_ROOT
-from backend.summaries.backlog import Backlog, backlog_path, remove_orphans
+from backend.summaries.backlog import Backlog, backlog_path, hold_lock, remove_orphans
 from backend.summaries.observations import Observation
 
 
@@ -197,3 +198,109 @@ def test_a_backlog_that_cannot_be_created_leaves_no_file_and_no_descriptor(
     *errors, files, descriptors = done.stdout.splitlines()
     assert errors == ["OperationalError"] * 3
     assert (files, descriptors) == ("[]", "0")
+
+
+OWNER_CHILD = """
+    import os, sys, time
+    from pathlib import Path
+    from backend.summaries.backlog import Backlog, backlog_path, hold_lock, remove_orphans
+    from backend.summaries.observations import Observation
+    if sys.argv[2] == "fake-pid-1":
+        os.getpid = lambda: 1  # the pid a container's server has
+    folder = Path(sys.argv[1])
+    if sys.argv[3] == "clean":
+        print(os.getpid(), remove_orphans(folder), flush=True)
+        sys.exit()
+    backlog = Backlog(backlog_path(folder, sys.argv[3]), ram_items=2, max_items=10)
+    backlog.push(Observation(start=0, end=10, frames=1, detections={}, texts=("W0",)))
+    status = Path("/proc/self/status").read_text()  # the host's /proc: NSpid = host pid, ns pid
+    host_pid = [line.split()[1] for line in status.splitlines() if line.startswith("NSpid:")][0]
+    print(os.getpid(), host_pid, backlog.path.name, flush=True)
+    time.sleep(600)
+"""
+PID_NAMESPACE = ["unshare", "--user", "--map-root-user", "--pid", "--fork"]
+
+
+def pid_namespaces_work() -> bool:
+    try:
+        probe = subprocess.run(
+            [*PID_NAMESPACE, "true"], check=False, capture_output=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return probe.returncode == 0
+
+
+def start_owner(folder: Path, how: str, session: str) -> tuple[subprocess.Popen[str], int, str]:
+    """A process that opens a backlog for `session` and waits: (process, pid to kill, file)."""
+    prefix = PID_NAMESPACE if how == "pid-namespace" else []
+    child = subprocess.Popen(
+        [*prefix, sys.executable, "-c", textwrap.dedent(OWNER_CHILD), str(folder), how, session],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    recorded_pid, host_pid, name = child.stdout.readline().split()
+    assert recorded_pid == "1" and name.startswith("1-"), "the owner is PID 1 in its container"
+    return child, int(host_pid), name
+
+
+def clean_as_pid_1(folder: Path, how: str) -> int:
+    prefix = PID_NAMESPACE if how == "pid-namespace" else []
+    done = subprocess.run(
+        [*prefix, sys.executable, "-c", textwrap.dedent(OWNER_CHILD), str(folder), how, "clean"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    recorded_pid, removed = done.stdout.split()
+    assert recorded_pid == "1", "the new server is PID 1 too"
+    return int(removed)
+
+
+@pytest.mark.integration  # runs child processes
+@pytest.mark.parametrize("how", ["pid-namespace", "fake-pid-1"])
+def test_a_crashed_pid_1_owner_is_cleaned_by_the_next_pid_1_and_a_live_one_is_kept(
+    tmp_path: Path, how: str
+) -> None:
+    """The container case: every server is PID 1, so "is PID 1 alive" cannot tell a crashed
+    owner's files from a running one's. `pid-namespace` runs each process as PID 1 of a
+    fresh PID namespace (as in a container); `fake-pid-1` only makes each report pid 1."""
+    if how == "pid-namespace" and not pid_namespaces_work():
+        pytest.skip("unprivileged user and PID namespaces (unshare) are not available here")
+    crashed, crashed_pid, crashed_file = start_owner(tmp_path, how, "crashed")
+    running, running_pid, running_file = start_owner(tmp_path, how, "running")
+    try:
+        os.kill(crashed_pid, signal.SIGKILL)  # the owner itself, not `unshare` around it
+        crashed.wait(timeout=10)
+        assert (tmp_path / crashed_file).exists() and (tmp_path / f"{crashed_file}-wal").exists()
+        assert clean_as_pid_1(tmp_path, how) == 1
+        left = sorted(path.name for path in tmp_path.iterdir())
+        assert not any(name.startswith(crashed_file) for name in left), left
+        assert running_file in left and f"{running_file}.lock" in left
+    finally:
+        for process, pid in ((crashed, crashed_pid), (running, running_pid)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            process.wait(timeout=10)
+    assert clean_as_pid_1(tmp_path, how) == 1, "its turn once it is gone"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_open_backlog_holds_its_lock_and_closing_it_removes_every_file(
+    tmp_path: Path,
+) -> None:
+    path = backlog_path(tmp_path, "session")
+    backlog = Backlog(path, ram_items=2, max_items=10)
+    backlog.push(window(0))
+    assert remove_orphans(tmp_path) == 0, "its own open backlog is not an orphan"
+    with pytest.raises(BlockingIOError):
+        hold_lock(path)
+    backlog.close(delete=False)
+    reopened = Backlog(path, ram_items=2, max_items=10)
+    assert drain(reopened, 2) == [0]
+    reopened.close(delete=True)
+    assert list(tmp_path.iterdir()) == []

@@ -19,11 +19,11 @@ from backend.summaries.chat_model import (
     OPERATOR_PROMPT_MAX_CHARS,
     ask,
     build_chat_model,
-    is_timeout,
     summary_prompt,
 )
 from backend.summaries.observations import Observation
 from backend.summaries.output_check import summary_problem
+from backend.summaries.retry_policy import is_timeout
 from backend.summaries.template import template_sentences
 from tests.backend.summaries.conftest import SLOW_S, OpenAIStub
 
@@ -87,11 +87,14 @@ def test_a_slow_answer_within_the_timeout_is_accepted(
     assert summary_problem(answer, OBSERVATION) is None
 
 
-def test_http_500_is_retried_then_raised(openai_stub: OpenAIStub, tmp_path: Path) -> None:
+def test_http_500_is_raised_at_once_the_client_never_retries(
+    openai_stub: OpenAIStub, tmp_path: Path
+) -> None:
+    """Retries are the summariser's (`RetryPolicy`), whatever CVSTACK_LLM_MAX_RETRIES says."""
     openai_stub.mode = "error"
     with pytest.raises(openai.InternalServerError) as caught:
-        ask_stub(llm_settings(openai_stub, tmp_path, llm_max_retries=1))
-    assert len(openai_stub.requests) == 2
+        ask_stub(llm_settings(openai_stub, tmp_path, llm_max_retries=3))
+    assert len(openai_stub.requests) == 1
     assert not is_timeout(caught.value)
 
 
@@ -123,7 +126,7 @@ def test_the_operator_prompt_is_capped_and_cannot_replace_the_rules() -> None:
     assert question.text.rstrip().endswith("copied exactly, one per line.")
 
 
-def test_bedrock_is_built_with_region_timeout_and_retries(tmp_path: Path) -> None:
+def test_bedrock_is_built_with_region_timeout_and_no_retries_of_its_own(tmp_path: Path) -> None:
     settings = Settings(
         llm_provider="bedrock",
         llm_model="anthropic.claude-3-haiku-20240307-v1:0",
@@ -136,7 +139,7 @@ def test_bedrock_is_built_with_region_timeout_and_retries(tmp_path: Path) -> Non
     assert isinstance(model, ChatBedrockConverse)
     assert model.model_id == "anthropic.claude-3-haiku-20240307-v1:0"
     assert model.region_name == "eu-west-1"
-    assert (model.timeout, model.max_retries) == (8, 3)
+    assert (model.timeout, model.max_retries) == (8, 0)
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,10 @@
-"""The per-session summariser against the loopback OpenAI server: outages, the cap, fallbacks."""
+"""The per-session summariser against the loopback OpenAI server: outages, retries, the cap,
+fallbacks."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 import sqlite3
 import time
@@ -20,10 +22,12 @@ from backend.observability.metrics import BackendMetrics
 from backend.summaries.backlog import Backlog, PushOutcome, backlog_path
 from backend.summaries.chat_model import build_chat_model
 from backend.summaries.observations import Observation
+from backend.summaries.retry_policy import RetryPolicy
 from backend.summaries.summarizer import Summarizer, SummaryOutlet
 from tests.backend.summaries.conftest import OpenAIStub, frame_result
 from tests.backend.summaries.test_chat_model import llm_settings
 
+BACKOFF_S = 0.02
 TEXT = re.compile(r'The text "(W\d+)" was read\.')
 
 
@@ -71,7 +75,9 @@ def run(
     io_pool: ThreadPoolExecutor,
     scenario: Scenario,
     metrics: BackendMetrics,
+    *,
     system_prompt: str | None = None,
+    attempts: int | None = None,
 ) -> Client:
     """Run `scenario` on a started summariser (real LangChain client when configured)."""
     client, clock = Client(), Clock()
@@ -91,7 +97,11 @@ def run(
                 metrics=metrics,
                 system_prompt=system_prompt,
                 clock=clock,
-                backoff_initial_s=0.02,
+                retry=RetryPolicy(
+                    backoff_initial_s=BACKOFF_S,
+                    backoff_max_s=settings.llm_backoff_max_s,
+                    attempts=attempts,
+                ),
             )
             summarizer.start()
             try:
@@ -161,6 +171,73 @@ def test_a_ten_minute_outage_spills_to_disk_and_drains_in_order(
     assert sample(metrics, "cvstack_summaries_total", source="llm") == len(client.summaries)
     assert sample(metrics, "cvstack_llm_latency_seconds_count") == len(client.summaries)
     assert list(tmp_path.iterdir()) == [], "the backlog file goes with the session"
+
+
+def test_a_transient_failure_is_retried_exactly_by_the_policy(
+    openai_stub: OpenAIStub, tmp_path: Path, io_pool: ThreadPoolExecutor
+) -> None:
+    """Two 503s then an answer: three requests in all, spaced by the policy's backoff, and
+    the LLM's summary; the client never retries on its own (one request per attempt)."""
+    metrics = BackendMetrics()
+    openai_stub.fail_next(503, 429)
+
+    async def scenario(summarizer: Summarizer, client: Client, clock: Clock) -> None:
+        await push_windows(summarizer, clock, range(1))
+        await until(lambda: len(client.summaries) == 1)
+        await asyncio.sleep(0.2)
+
+    settings = outage_settings(openai_stub, tmp_path, llm_max_retries=5)
+    client = run(settings, io_pool, scenario, metrics, attempts=3)
+    assert len(openai_stub.requests) == 3
+    times = openai_stub.request_times
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    assert gaps[0] >= BACKOFF_S and gaps[1] >= 2 * BACKOFF_S, gaps
+    assert client.texts() == ["W00"]
+    assert sample(metrics, "cvstack_summaries_total", source="llm") == 1
+    assert sample(metrics, "cvstack_llm_errors_total", kind="provider_error") == 2
+
+
+def test_a_transient_failure_past_the_attempts_falls_back_to_the_template(
+    openai_stub: OpenAIStub, tmp_path: Path, io_pool: ThreadPoolExecutor
+) -> None:
+    metrics = BackendMetrics()
+    openai_stub.mode = "error"
+
+    async def scenario(summarizer: Summarizer, client: Client, clock: Clock) -> None:
+        await push_windows(summarizer, clock, range(1))
+        await until(lambda: len(client.summaries) == 1)
+        await asyncio.sleep(0.2)
+
+    client = run(outage_settings(openai_stub, tmp_path), io_pool, scenario, metrics, attempts=3)
+    assert len(openai_stub.requests) == 3
+    assert client.texts() == ["W00"], "the template summarises the windows: none is lost"
+    assert sample(metrics, "cvstack_summaries_total", source="template") == 1
+
+
+@pytest.mark.parametrize("status", [400, 401, 404])
+def test_a_permanent_failure_is_not_retried_and_loses_nothing(
+    openai_stub: OpenAIStub, tmp_path: Path, io_pool: ThreadPoolExecutor, status: int
+) -> None:
+    """A refusal that would repeat itself (bad request, bad key, unknown model) is tried once;
+    the template summarises those windows, and the next windows ask the LLM again."""
+    metrics = BackendMetrics()
+    openai_stub.fail_next(status)
+
+    async def scenario(summarizer: Summarizer, client: Client, clock: Clock) -> None:
+        await push_windows(summarizer, clock, range(1))
+        await until(lambda: len(client.summaries) == 1)
+        await asyncio.sleep(0.2)
+        assert len(openai_stub.requests) == 1, "not retried"
+        await push_windows(summarizer, clock, range(1, 2))
+        await until(lambda: len(client.summaries) == 2)
+
+    client = run(outage_settings(openai_stub, tmp_path), io_pool, scenario, metrics)
+    assert len(openai_stub.requests) == 2
+    assert client.texts() == ["W00", "W01"]
+    assert sample(metrics, "cvstack_summaries_total", source="template") == 1
+    assert sample(metrics, "cvstack_summaries_total", source="llm") == 1
+    assert sample(metrics, "cvstack_llm_errors_total", kind="provider_error") == 1
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_windows_wait_in_ram_while_the_disk_is_full_and_none_is_lost(
