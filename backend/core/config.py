@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -13,6 +14,13 @@ from backend.paths import default_models_dir, state_dir
 from backend.security.origins import allowlist_error
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+# Settings that no longer exist, and what to do instead: set, they stop start-up.
+REMOVED_SETTINGS = {
+    "CVSTACK_LLM_MAX_RETRIES": (
+        "LLM calls are retried by the summariser's one policy (docs/summaries.md), not by the "
+        "client; unset it"
+    ),
+}
 
 
 class Settings(BaseSettings):
@@ -77,7 +85,6 @@ class Settings(BaseSettings):
     llm_model: str | None = None
     llm_api_key: SecretStr | None = None
     llm_timeout_s: float = Field(20.0, gt=0, le=300)
-    llm_max_retries: int = Field(1, ge=0, le=10)
     llm_streaming: bool = False
     llm_backoff_max_s: float = Field(60.0, gt=0, le=3600)
     bedrock_region: str | None = None
@@ -86,6 +93,13 @@ class Settings(BaseSettings):
     summary_ram_items: int = Field(32, ge=1, le=10_000)
     summary_max_items: int = Field(2_000, ge=1, le=1_000_000)
     summary_dir: Path = Field(default_factory=lambda: state_dir() / "summaries")
+
+    @model_validator(mode="after")
+    def _no_removed_settings(self) -> Settings:
+        for name, instead in REMOVED_SETTINGS.items():
+            if name in os.environ:
+                raise ValueError(f"{name} was removed: {instead}")
+        return self
 
     @field_validator("allowed_origins")
     @classmethod

@@ -54,6 +54,14 @@ def test_settings_come_from_environment_variables(monkeypatch: pytest.MonkeyPatc
         Settings()
 
 
+def test_a_removed_setting_stops_start_up_and_says_what_instead(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CVSTACK_LLM_MAX_RETRIES", "3")
+    with pytest.raises(ValidationError, match=r"CVSTACK_LLM_MAX_RETRIES was removed: .*unset it"):
+        Settings()
+
+
 def test_a_token_verifies_until_it_expires() -> None:
     token = issue_token(SECRET, now=1000.0, ttl_s=60)
     claims = verify_token(token, SECRET, now=1059.0)

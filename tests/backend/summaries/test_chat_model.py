@@ -39,7 +39,6 @@ def llm_settings(stub: OpenAIStub, tmp_path: Path, **overrides: Any) -> Settings
         "llm_model": "stub-model",
         "llm_api_key": "test-key",
         "llm_timeout_s": 2.0,
-        "llm_max_retries": 0,
         "summary_dir": tmp_path,
     }
     values.update(overrides)
@@ -90,10 +89,10 @@ def test_a_slow_answer_within_the_timeout_is_accepted(
 def test_http_500_is_raised_at_once_the_client_never_retries(
     openai_stub: OpenAIStub, tmp_path: Path
 ) -> None:
-    """Retries are the summariser's (`RetryPolicy`), whatever CVSTACK_LLM_MAX_RETRIES says."""
+    """Retries are the summariser's (`RetryPolicy`), never the client's."""
     openai_stub.mode = "error"
     with pytest.raises(openai.InternalServerError) as caught:
-        ask_stub(llm_settings(openai_stub, tmp_path, llm_max_retries=3))
+        ask_stub(llm_settings(openai_stub, tmp_path))
     assert len(openai_stub.requests) == 1
     assert not is_timeout(caught.value)
 
@@ -132,7 +131,6 @@ def test_bedrock_is_built_with_region_timeout_and_no_retries_of_its_own(tmp_path
         llm_model="anthropic.claude-3-haiku-20240307-v1:0",
         bedrock_region="eu-west-1",
         llm_timeout_s=7.5,
-        llm_max_retries=3,
         summary_dir=tmp_path,
     )
     model = model_for(settings, httpx.AsyncClient())

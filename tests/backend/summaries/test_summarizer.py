@@ -186,7 +186,7 @@ def test_a_transient_failure_is_retried_exactly_by_the_policy(
         await until(lambda: len(client.summaries) == 1)
         await asyncio.sleep(0.2)
 
-    settings = outage_settings(openai_stub, tmp_path, llm_max_retries=5)
+    settings = outage_settings(openai_stub, tmp_path)
     client = run(settings, io_pool, scenario, metrics, attempts=3)
     assert len(openai_stub.requests) == 3
     times = openai_stub.request_times
