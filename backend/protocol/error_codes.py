@@ -45,3 +45,15 @@ class ErrorCode(StrEnum):
     ORIGIN_NOT_ALLOWED = "origin_not_allowed"
     TOO_MANY_MESSAGES = "too_many_messages"
     SESSION_REPLACED = "session_replaced"
+
+
+# Errors about one frame: the session goes on and that frame gets no result (the page frees its
+# in-flight slot on these). The JPEG checks raise exactly these (backend/pipeline/jpeg.py).
+FRAME_ERRORS = (
+    ErrorCode.EMPTY_FRAME,
+    ErrorCode.NOT_JPEG,
+    ErrorCode.CORRUPT_JPEG,
+    ErrorCode.FRAME_TOO_LARGE,
+    ErrorCode.FRAME_TOO_MANY_PIXELS,
+    ErrorCode.FRAME_TOO_COMPLEX,
+)

@@ -3,17 +3,10 @@
  * most one frame in flight, and reconnects with exponential backoff when the connection drops.
  */
 
-import { ErrorCode } from "./error_codes.js";
+import { ErrorCode, FRAME_ERRORS as FRAME_ERROR_LIST } from "./error_codes.js";
 
 /** Errors about one frame: the session goes on, and that frame gets no result. */
-const FRAME_ERRORS = new Set([
-  ErrorCode.EMPTY_FRAME,
-  ErrorCode.NOT_JPEG,
-  ErrorCode.CORRUPT_JPEG,
-  ErrorCode.FRAME_TOO_LARGE,
-  ErrorCode.FRAME_TOO_MANY_PIXELS,
-  ErrorCode.FRAME_TOO_COMPLEX,
-]);
+const FRAME_ERRORS = new Set(FRAME_ERROR_LIST);
 /** Fatal errors worth reconnecting after (a busy server, a token that a new /start renews). */
 const RETRYABLE_FATAL = new Set([ErrorCode.SERVER_BUSY, ErrorCode.TOKEN_EXPIRED]);
 

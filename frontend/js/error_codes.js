@@ -32,3 +32,6 @@ export const ErrorCode = Object.freeze({
   TOO_MANY_MESSAGES: "too_many_messages",
   SESSION_REPLACED: "session_replaced",
 });
+
+/** Errors about one frame: the session goes on, and that frame gets no result. */
+export const FRAME_ERRORS = Object.freeze([ErrorCode.EMPTY_FRAME, ErrorCode.NOT_JPEG, ErrorCode.CORRUPT_JPEG, ErrorCode.FRAME_TOO_LARGE, ErrorCode.FRAME_TOO_MANY_PIXELS, ErrorCode.FRAME_TOO_COMPLEX]);

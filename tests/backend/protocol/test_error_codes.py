@@ -6,14 +6,16 @@ import ast
 import difflib
 import json
 import re
+import typing
 from pathlib import Path
 
 import pytest
 
 from backend.cli import main
 from backend.paths import FRONTEND_DIR, REPO_ROOT
+from backend.pipeline.jpeg import RejectCode
 from backend.protocol import generated
-from backend.protocol.error_codes import ErrorCode
+from backend.protocol.error_codes import FRAME_ERRORS, ErrorCode
 from backend.protocol.server_messages import error_message
 
 CODES = {code.value for code in ErrorCode}
@@ -89,6 +91,11 @@ def test_the_page_compares_codes_only_through_the_generated_module() -> None:
         if match.group(1) in CODES
     ]
     assert not found, "import { ErrorCode } from './error_codes.js' instead:\n" + "\n".join(found)
+
+
+def test_the_jpeg_checks_reject_with_exactly_the_frame_errors() -> None:
+    """The page frees a frame's slot on FRAME_ERRORS (generated); the JPEG checks raise these."""
+    assert set(typing.get_args(RejectCode)) == set(FRAME_ERRORS)
 
 
 def test_an_error_message_carries_the_codes_wire_value() -> None:
