@@ -181,7 +181,8 @@ class _Run:
     def yolo(self, request: _YoloRequest) -> ModelEntry:
         candidates = [request, *self._fallbacks(request)]
         accepted = [candidate.source for candidate in candidates]
-        if cached_pretrained(request.task) is not None:  # real weights at hand: no random ones
+        if request.source.kind != "random" and cached_pretrained(request.task) is not None:
+            # Real weights at hand: a kept random fallback gives way (unless random was asked).
             accepted = [source for source in accepted if source.kind != "random"]
         kept = self._reusable(request.name, accepted, self.imgsz if request.exported else None)
         if kept:

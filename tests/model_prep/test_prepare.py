@@ -126,9 +126,17 @@ def test_user_checkpoint_is_exported_at_the_asked_size(
     assert list(checkpoint.parent.iterdir()) == [checkpoint]  # nothing written beside it
 
 
+@pytest.mark.parametrize("pretrained_cached", [False, True], ids=["no-cache", "pretrained-cached"])
 def test_skip_existing_keeps_matching_files(
-    random_models: tuple[Path, Manifest], tmp_path: Path
+    random_models: tuple[Path, Manifest],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    pretrained_cached: bool,
 ) -> None:
+    """Asked for random weights, kept random models stay, whether or not the pretrained
+    checkpoints are cached (a full test run caches them)."""
+    cached = tmp_path / "cached.pt" if pretrained_cached else None
+    monkeypatch.setattr("backend.model_prep.prepare.cached_pretrained", lambda task: cached)
     models_dir = tmp_path / "models"
     shutil.copytree(random_models[0], models_dir)
     before = _mtimes(models_dir)
