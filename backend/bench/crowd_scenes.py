@@ -14,10 +14,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import onnxruntime as ort
 from numpy.typing import NDArray
 
 from backend.bench.sample_frames import ultralytics_photos
+from backend.inference.onnx_detector import OnnxDetector
 from backend.model_prep.manifest import ModelEntry
 from backend.pipeline.letterbox import Letterbox, letterbox
 from backend.pipeline.yolo_decode import Detections, decode_yolo
@@ -39,21 +39,16 @@ class ModelRun:
 
 
 class OnnxYolo:
-    """A prepared YOLO model run in-process with onnxruntime."""
+    """A prepared YOLO model run in-process with onnxruntime, on whole frames."""
 
     def __init__(self, models_dir: Path, entry: ModelEntry) -> None:
-        if entry.input_size is None:
-            raise ValueError(f"model '{entry.name}' has no square input size")
+        self.model = OnnxDetector(models_dir / entry.file, entry)
         self.entry = entry
-        self.size = entry.input_size
-        self.session = ort.InferenceSession(
-            str(models_dir / entry.file), providers=["CPUExecutionProvider"]
-        )
+        self.size = self.model.contract.input_size
 
     def run(self, image: Image) -> ModelRun:
         tensor, box = letterbox(image, self.size)
-        output = self.session.run(None, {self.entry.inputs[0].name: tensor})[0]
-        return ModelRun((tensor, box), np.asarray(output[0], np.float32))
+        return ModelRun((tensor, box), self.model.run(tensor))
 
     def detect(self, image: Image) -> Detections:
         """The backend's decode with its default thresholds (NMS included)."""

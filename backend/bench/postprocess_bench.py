@@ -1,21 +1,20 @@
 """Post-processing under real load: scenes of about 1, 10 and 50 people, real model outputs.
 
 The detector and pose model run once per scene with onnxruntime; their outputs are then
-replayed into the backend's own `SessionPipeline` through a Triton stand-in, so what is timed
-is the backend's path after the model: `decode_yolo` (confidence filter, NMS, mapping back
-to the frame), the tracker, the result dicts and the JSON text the session sends. The
-pipeline hands decoding to its worker pool as in production; only Triton's answer is
-instant. Detection alone and detection + pose are measured side by side in one run.
+replayed into the backend's own `SessionPipeline` through detectors that answer at once, so
+what is timed is the backend's path after the model: `decode_yolo` (confidence filter, NMS,
+mapping back to the frame), the tracker, the result dicts and the JSON text the session
+sends. The pipeline hands decoding to its worker pool as in production; only the model's
+answer is instant. Detection alone and detection + pose are measured side by side in one run.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -25,17 +24,21 @@ from backend.bench.crowd_scenes import FRAME_SIZE, ModelRun, OnnxYolo, crowd_sce
 from backend.bench.latency import LatencyStats, time_async_calls
 from backend.bench.machine import describe_machine
 from backend.core.config import Settings
-from backend.inference.triton_models import TritonModels
+from backend.inference.yolo_contract import YoloContract
 from backend.model_prep.manifest import ModelEntry, load_manifest
 from backend.observability.metrics import BackendMetrics
-from backend.ocr.engine import OcrEngine
-from backend.pipeline.multimodal import SessionPipeline
+from backend.pipeline.config import PipelineConfig
+from backend.pipeline.multimodal import PipelineParts, PreparedFrame, SessionPipeline
 from backend.protocol.client_messages import InitParams
-from backend.protocol.server_messages import Inference, PoseResult, YoloResult
+from backend.protocol.server_messages import inference_message
 
 NOMINAL_COUNTS = (1, 10, 50)
 POSTPROCESS_IMGSZ = 640  # at 320 px a nano model sees only a few of 50 people in one frame
 SEPARATORS = (",", ":")  # as the session serialises its messages
+FRAME_IDX = 1000  # what the session adds to the outputs: typical values of a running session
+DECODE_MS = 1.23
+FPS = 29.97
+LATENCY_MS = 33.33
 
 
 @dataclass(frozen=True)
@@ -60,33 +63,16 @@ class PostprocessResult:
     rows: list[PostprocessRow]
 
 
-class ReplayedTriton(TritonModels):
-    """Answers every `infer` at once with the output set for the model: no server behind it."""
+class ReplayedDetector:
+    """A `Detector` that answers every `infer` at once with one recorded output."""
 
-    def __init__(self, models: dict[str, ModelEntry]) -> None:
-        super().__init__("127.0.0.1:1", 1.0, models)  # the client never connects
-        self.outputs: dict[str, NDArray[np.float32]] = {}
+    def __init__(self, entry: ModelEntry, output: NDArray[np.float32]) -> None:
+        self.entry = entry
+        self.contract = YoloContract.of(entry)
+        self.output = output
 
-    async def infer(self, model: str, images: NDArray[Any]) -> NDArray[np.float32]:
-        return self.outputs[model]
-
-
-@dataclass(frozen=True)
-class ReplayRuntime:
-    """What `SessionPipeline` needs of the backend's runtime, around a `ReplayedTriton`."""
-
-    settings: Settings
-    triton: TritonModels
-    cpu_pool: Executor
-    decode_pool: Executor
-    ocr_pool: Executor
-    metrics: BackendMetrics
-
-    def ocr(self) -> OcrEngine | None:
-        return None
-
-    def ocr_problem(self) -> str | None:
-        return None
+    async def infer(self, images: NDArray[np.uint8]) -> NDArray[np.float32]:
+        return self.output
 
 
 def run_postprocess_bench(
@@ -99,7 +85,7 @@ def run_postprocess_bench(
     scenes = [crowd_scene(crops, count) for count in NOMINAL_COUNTS]
     runs = [{name: model.run(scene) for name, model in onnx.items()} for scene in scenes]
     entries = {name: model.entry for name, model in onnx.items()}
-    rows = asyncio.run(_time_scenes(entries, runs, repeats, warmup))
+    rows = asyncio.run(_time_scenes(entries, scenes, runs, repeats, warmup))
     return PostprocessResult(
         machine=describe_machine(),
         models=models,
@@ -111,88 +97,58 @@ def run_postprocess_bench(
 
 async def _time_scenes(
     entries: dict[str, ModelEntry],
+    scenes: list[NDArray[np.uint8]],
     runs: list[dict[str, ModelRun]],
     repeats: int,
     warmup: int,
 ) -> list[PostprocessRow]:
-    settings = Settings()
-    triton = ReplayedTriton(
-        {settings.detector_model: entries["yolo"], settings.pose_model: entries["yolo_pose"]}
-    )
+    config = PipelineConfig.from_settings(Settings())
     rows = []
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bench-cpu") as pool:
-        runtime = ReplayRuntime(settings, triton, pool, pool, pool, BackendMetrics())
-        try:
-            for nominal, run in zip(NOMINAL_COUNTS, runs, strict=True):
-                triton.outputs = {
-                    settings.detector_model: run["yolo"].output,
-                    settings.pose_model: run["yolo_pose"].output,
-                }
-                detect, detect_text = await _time_frames(runtime, run, False, repeats, warmup)
-                full, full_text = await _time_frames(runtime, run, True, repeats, warmup)
-                data = json.loads(full_text)["data"]
-                rows.append(
-                    PostprocessRow(
-                        nominal=nominal,
-                        objects=len((data["yolo"] or {"boxes": []})["boxes"]),
-                        people=len((data["pose"] or {"boxes": []})["boxes"]),
-                        detect=detect,
-                        detect_bytes=len(detect_text.encode()),
-                        full=full,
-                        full_bytes=len(full_text.encode()),
-                    )
+        for nominal, scene, run in zip(NOMINAL_COUNTS, scenes, runs, strict=True):
+            parts = PipelineParts(
+                detector=ReplayedDetector(entries["yolo"], run["yolo"].output),
+                pose=ReplayedDetector(entries["yolo_pose"], run["yolo_pose"].output),
+                config=config,
+                cpu_pool=pool,
+                decode_pool=pool,
+                metrics=BackendMetrics(),
+            )
+            frame = PreparedFrame(scene, {r.prepared[1].size: r.prepared for r in run.values()})
+            detect, detect_text = await _time_frames(parts, frame, False, repeats, warmup)
+            full, full_text = await _time_frames(parts, frame, True, repeats, warmup)
+            data = json.loads(full_text)["data"]
+            rows.append(
+                PostprocessRow(
+                    nominal=nominal,
+                    objects=len((data["yolo"] or {"boxes": []})["boxes"]),
+                    people=len((data["pose"] or {"boxes": []})["boxes"]),
+                    detect=detect,
+                    detect_bytes=len(detect_text.encode()),
+                    full=full,
+                    full_bytes=len(full_text.encode()),
                 )
-        finally:
-            await triton.close()
+            )
     return rows
 
 
 async def _time_frames(
-    runtime: ReplayRuntime, run: dict[str, ModelRun], with_pose: bool, repeats: int, warmup: int
+    parts: PipelineParts, frame: PreparedFrame, with_pose: bool, repeats: int, warmup: int
 ) -> tuple[LatencyStats, str]:
     """Time one session's frames on the same scene (its tracker keeps every track)."""
-    pipeline = SessionPipeline(runtime, InitParams(use_yolo=True, use_yolo_pose=with_pose))
+    pipeline = SessionPipeline(parts, InitParams(use_yolo=True, use_yolo_pose=with_pose))
     sent: list[str] = []
-    frame = partial(_frame, pipeline, run, sent)
-    stats = await time_async_calls(frame, repeats, warmup)
+    stats = await time_async_calls(partial(_frame, pipeline, frame, sent), repeats, warmup)
     return stats, sent[-1]
 
 
-async def _frame(pipeline: SessionPipeline, run: dict[str, ModelRun], sent: list[str]) -> None:
-    """Everything after the model for one frame, up to the text the session sends."""
-    stage_ms: dict[str, float] = {}
-    # SessionPipeline has no public entry point that starts after the model and skips JPEG
-    # decoding; these are the stages `process` runs.
-    yolo = await pipeline._detect(run["yolo"].prepared, stage_ms)
-    pose = None
-    if pipeline.params.use_yolo_pose:
-        pose = await pipeline._pose(run["yolo_pose"].prepared, stage_ms)
-    sent.append(json.dumps(_message(yolo, pose, stage_ms), separators=SEPARATORS))
-
-
-def _message(
-    yolo: YoloResult | None, pose: PoseResult | None, stage_ms: dict[str, float]
-) -> Inference:
-    """The session's inference message for a frame with no OCR, motion or errors."""
-    width, height = FRAME_SIZE
-    return {
-        "type": "inference",
-        "data": {
-            "frame_idx": 1000,
-            "width": width,
-            "height": height,
-            "yolo": yolo,
-            "pose": pose,
-            "ocr": None,
-            "ocr_info": None,
-            "flow": None,
-            "fps": 29.97,
-            "latency_ms": 33.33,
-            "stage_ms": {"decode": 1.23, **stage_ms},
-            "dropped_frames": 0,
-            "errors": {},
-        },
-    }
+async def _frame(pipeline: SessionPipeline, frame: PreparedFrame, sent: list[str]) -> None:
+    """Everything after the model for one prepared frame, up to the text the session sends."""
+    outputs = await pipeline.process_prepared(frame, FRAME_IDX, stage_ms={"decode": DECODE_MS})
+    message = inference_message(
+        outputs, frame_idx=FRAME_IDX, fps=FPS, latency_ms=LATENCY_MS, dropped_frames=0
+    )
+    sent.append(json.dumps(message, separators=SEPARATORS))
 
 
 def render_markdown(result: PostprocessResult) -> str:

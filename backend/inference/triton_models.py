@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -12,14 +13,7 @@ from tritonclient.utils import InferenceServerException
 
 from backend.inference.yolo_contract import YoloContract
 from backend.model_prep.manifest import ModelEntry
-
-
-class StageError(Exception):
-    """A pipeline stage failed for this frame; `code` says how (the session goes on)."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+from backend.protocol.error_codes import ErrorCode, StageError
 
 
 class TritonModels:
@@ -56,9 +50,13 @@ class TritonModels:
             raise _stage_error(model, exc) from None
         output = result.as_numpy(output_name)
         if output is None:
-            raise StageError("triton_error", f"{model}: Triton returned no '{output_name}'")
+            raise StageError(ErrorCode.TRITON_ERROR, f"{model}: Triton returned no '{output_name}'")
         first: NDArray[np.float32] = output[0].astype(np.float32, copy=False)
         return first
+
+    def detector(self, model: str) -> TritonDetector:
+        """`model` as the pipeline's `Detector`."""
+        return TritonDetector(self, model)
 
     async def readiness(self, timeout_s: float = 1.0) -> dict[str, bool]:
         """Whether the server and each model answer ready, within `timeout_s`."""
@@ -73,10 +71,29 @@ class TritonModels:
         await self._client.close()
 
 
+@dataclass(frozen=True)
+class TritonDetector:
+    """One model served by Triton, called through the shared client: a `Detector`."""
+
+    models: TritonModels
+    name: str
+
+    @property
+    def entry(self) -> ModelEntry:
+        return self.models.models[self.name]
+
+    @property
+    def contract(self) -> YoloContract:
+        return self.models.contracts[self.name]
+
+    async def infer(self, images: NDArray[np.uint8]) -> NDArray[np.float32]:
+        return await self.models.infer(self.name, images)
+
+
 def _stage_error(model: str, exc: InferenceServerException) -> StageError:
     status = str(exc.status() or "")
     if "DEADLINE_EXCEEDED" in status:
-        return StageError("triton_timeout", f"{model}: Triton did not answer in time")
+        return StageError(ErrorCode.TRITON_TIMEOUT, f"{model}: Triton did not answer in time")
     if "UNAVAILABLE" in status:
-        return StageError("triton_unavailable", f"{model}: Triton is not reachable")
-    return StageError("triton_error", f"{model}: {exc.message()}")
+        return StageError(ErrorCode.TRITON_UNAVAILABLE, f"{model}: Triton is not reachable")
+    return StageError(ErrorCode.TRITON_ERROR, f"{model}: {exc.message()}")

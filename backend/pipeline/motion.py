@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from backend.inference.triton_models import StageError
+from backend.protocol.error_codes import ErrorCode, StageError
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ class MotionEstimator:
                 "motion skipped: %dx%d frame, %dx%d at work size", orig_w, orig_h, work_w, work_h
             )
             raise MotionSkippedError(
-                "frame_too_small",
+                ErrorCode.FRAME_TOO_SMALL,
                 f"motion needs a frame of at least {MIN_FLOW_SIDE} pixels on each side at "
                 f"{self.work_width} pixels wide; this one is {orig_w}x{orig_h}",
             )
@@ -107,7 +107,7 @@ class MotionEstimator:
             self.reset()
             log.warning("motion failed on a %dx%d frame: %s", orig_w, orig_h, _one_line(error))
             raise MotionSkippedError(
-                "motion_failed", "optical flow failed on this frame"
+                ErrorCode.MOTION_FAILED, "optical flow failed on this frame"
             ) from error
         flow *= np.array([orig_w / gray.shape[1], orig_h / gray.shape[0]], dtype=np.float32)
         rows, cols = math.ceil(orig_h / self.step), math.ceil(orig_w / self.step)

@@ -1,7 +1,9 @@
-"""Every `code` an `error` message can carry: the one list the server, schema and page share.
+"""Every error code the server sends: the one list the server, schema and page share.
 
-`docs/protocol.schema.json` and the page's `frontend/js/error_codes.js` are generated from this
-enum (`cvstack protocol generate`); docs/protocol.md says when each code is sent.
+A code is the `code` of an `error` message, or the head of a stage's text in an `inference`
+message's `errors` ("code: message"). `docs/protocol.schema.json` and the page's
+`frontend/js/error_codes.js` are generated from this enum (`cvstack protocol generate`);
+docs/protocol.md says when each code is sent.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from enum import StrEnum, unique
 
 @unique
 class ErrorCode(StrEnum):
-    """Why the server sent an `error`; the value is what goes on the wire."""
+    """Why the server sent an `error`, or why a stage failed; the value goes on the wire."""
 
     # A binary message that is not an acceptable JPEG: that frame gets no result.
     EMPTY_FRAME = "empty_frame"
@@ -34,8 +36,16 @@ class ErrorCode(StrEnum):
     SUMMARIES_UNAVAILABLE = "summaries_unavailable"
     SUMMARIES_DELAYED = "summaries_delayed"
     SUMMARIES_DROPPED = "summaries_dropped"
-    # A bug stopped processing; `start` resumes.
+    # A bug stopped processing (`start` resumes), or, in `errors`, one stage of one frame.
     INTERNAL_ERROR = "internal_error"
+    # In `errors` only: one stage failed for one frame; the session and the other stages go on.
+    TRITON_UNAVAILABLE = "triton_unavailable"
+    TRITON_TIMEOUT = "triton_timeout"
+    TRITON_ERROR = "triton_error"
+    FRAME_TOO_SMALL = "frame_too_small"
+    MOTION_FAILED = "motion_failed"
+    OCR_UNAVAILABLE = "ocr_unavailable"
+    OCR_FAILED = "ocr_failed"
     # Fatal: the server closes the connection next.
     SERVER_BUSY = "server_busy"
     TOKEN_MISSING = "token_missing"
@@ -57,3 +67,11 @@ FRAME_ERRORS = (
     ErrorCode.FRAME_TOO_MANY_PIXELS,
     ErrorCode.FRAME_TOO_COMPLEX,
 )
+
+
+class StageError(Exception):
+    """One stage failed for this frame: its text in `errors` is "code: message"."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code

@@ -34,7 +34,8 @@ def error_codes_js() -> str:
         " do not edit.\n"
         "\n"
         "/**\n"
-        ' * Every `code` an `error` message can carry (docs/protocol.md, "Error codes").\n'
+        " * Every error code the server sends: an `error` message's `code`, or the head of a\n"
+        ' * stage\'s text in `errors` (docs/protocol.md, "Error codes").\n'
         " * @enum {string}\n"
         " */\n"
         f"export const ErrorCode = Object.freeze({{\n{members}}});\n"

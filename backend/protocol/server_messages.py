@@ -64,8 +64,9 @@ class OcrInfo(TypedDict):
     duration_ms: float
 
 
-class InferenceData(TypedDict):
-    frame_idx: int
+class FrameOutputs(TypedDict):
+    """What the pipeline makes of one frame: a new stage is a field here (and on the page)."""
+
     width: int
     height: int
     yolo: YoloResult | None
@@ -73,11 +74,17 @@ class InferenceData(TypedDict):
     ocr: list[OcrItem] | None
     ocr_info: OcrInfo | None
     flow: FlowResult | None
+    stage_ms: dict[str, float]
+    errors: dict[str, str]  # stage -> "code: message"; the other stages still ran
+
+
+class InferenceData(FrameOutputs):
+    """A frame's outputs and what the session adds: its place in the stream and timings."""
+
+    frame_idx: int
     fps: float  # results per second of this session
     latency_ms: float  # frame received -> result sent
-    stage_ms: dict[str, float]
     dropped_frames: int  # frames replaced by newer ones before processing, this session
-    errors: dict[str, str]  # stage -> what went wrong; the other stages still ran
 
 
 class Inference(TypedDict):
@@ -102,6 +109,20 @@ class ErrorMessage(TypedDict):
 
 
 ServerMessage = QueueStatus | Inference | LlmSummary | Ping | ErrorMessage
+
+
+def inference_message(
+    outputs: FrameOutputs, *, frame_idx: int, fps: float, latency_ms: float, dropped_frames: int
+) -> Inference:
+    """The `inference` message of one frame."""
+    data: InferenceData = {
+        **outputs,
+        "frame_idx": frame_idx,
+        "fps": fps,
+        "latency_ms": latency_ms,
+        "dropped_frames": dropped_frames,
+    }
+    return {"type": "inference", "data": data}
 
 
 def queue_status(

@@ -34,11 +34,10 @@ from backend.protocol.client_messages import (
 )
 from backend.protocol.error_codes import ErrorCode
 from backend.protocol.server_messages import (
-    Inference,
     ServerMessage,
     error_message,
+    inference_message,
     queue_status,
-    without_paths,
 )
 from backend.session.admission import AdmissionTimeoutError
 from backend.session.frame_queue import LatestFrameQueue, QueuedFrame
@@ -210,7 +209,7 @@ class InferenceSession:
         finally:
             metrics.waiting_sessions.dec()
         metrics.active_sessions.inc()
-        pipeline = SessionPipeline(self.runtime, params)
+        pipeline = SessionPipeline(self.runtime.pipeline, params)
         summarizer: Summarizer | None = None
         try:
             if params.use_langchain:
@@ -265,35 +264,24 @@ class InferenceSession:
     ) -> None:
         requested, self._ocr_requested = self._ocr_requested, False
         try:
-            result = await pipeline.process(frame.data, frame_idx, ocr_requested=requested)
+            outputs = await pipeline.process(frame.data, frame_idx, ocr_requested=requested)
         except FrameRejectedError as exc:
             await self._error(exc.code, str(exc))
             return
         now = time.monotonic()
         self._result_times.append(now)
         latency_s = now - frame.received_at
-        message: Inference = {
-            "type": "inference",
-            "data": {
-                "frame_idx": frame_idx,
-                "width": result.width,
-                "height": result.height,
-                "yolo": result.yolo,
-                "pose": result.pose,
-                "ocr": result.ocr,
-                "ocr_info": result.ocr_info,
-                "flow": result.flow,
-                "fps": round(self._fps(), 2),
-                "latency_ms": round(latency_s * 1000, 2),
-                "stage_ms": result.stage_ms,
-                "dropped_frames": self.frames.dropped,
-                "errors": {stage: without_paths(text) for stage, text in result.errors.items()},
-            },
-        }
+        message = inference_message(
+            outputs,
+            frame_idx=frame_idx,
+            fps=round(self._fps(), 2),
+            latency_ms=round(latency_s * 1000, 2),
+            dropped_frames=self.frames.dropped,
+        )
         await self.send(message)
         self.runtime.metrics.result_sent(latency_s)
         if summarizer is not None:
-            summarizer.observe(result)
+            summarizer.observe(outputs)
 
     async def _start_summarizer(self, params: InitParams) -> Summarizer | None:
         """Start this run's summariser; its backlog file lives until `stop` or disconnect."""

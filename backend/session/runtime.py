@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -16,7 +16,9 @@ from backend.core.config import Settings
 from backend.inference.triton_models import TritonModels
 from backend.model_prep.manifest import Manifest, ManifestError, load_manifest
 from backend.observability.metrics import BackendMetrics
-from backend.ocr.engine import OcrEngine
+from backend.ocr.service import OcrService
+from backend.pipeline.config import PipelineConfig
+from backend.pipeline.multimodal import PipelineParts
 from backend.security.live_tokens import LiveTokens
 from backend.session.admission import AdmissionGate
 from backend.summaries.backlog import remove_orphans
@@ -38,15 +40,19 @@ class ReplaceableSession(Protocol):
 
 @dataclass
 class Runtime:
-    """The shared Triton client, thread pools, OCR engine, LLM, admission gate and metrics."""
+    """The shared Triton client, thread pools, OCR, LLM, admission gate and metrics.
+
+    `pipeline` is what each session's `SessionPipeline` is built from: the detectors over
+    this Triton client, the pools, the metrics, the pipeline's config and the OCR service.
+    """
 
     settings: Settings
     manifest: Manifest
     triton: TritonModels
     cpu_pool: ThreadPoolExecutor
     decode_pool: ThreadPoolExecutor  # one worker per session slot: no session waits for a decoder
-    ocr_pool: ThreadPoolExecutor
-    ocr_engine: Future[OcrEngine] | None
+    ocr: OcrService
+    pipeline: PipelineParts
     gate: AdmissionGate
     live_tokens: LiveTokens[ReplaceableSession]
     metrics: BackendMetrics
@@ -66,33 +72,38 @@ class Runtime:
         for name, entry in models.items():
             if not entry.served_by_triton:
                 raise ManifestError(f"model '{name}' is a {entry.task} model, not detection/pose")
-        ocr_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cvstack-ocr")
-        has_ocr = all(name in manifest.models for name in ("ocr_det", "ocr_rec"))
         orphans = remove_orphans(settings.summary_dir)
         if orphans:
             log.info("removed %d summary backlog files left by stopped processes", orphans)
+        triton = TritonModels(settings.triton_grpc_url, settings.triton_timeout_s, models)
+        cpu_pool = ThreadPoolExecutor(
+            max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="cvstack-cpu"
+        )
+        decode_pool = ThreadPoolExecutor(
+            max_workers=settings.max_sessions, thread_name_prefix="cvstack-decode"
+        )
+        ocr = OcrService.start(manifest, settings.models_dir, max_side=settings.ocr_max_side)
+        metrics = BackendMetrics()
         llm_http = httpx.AsyncClient()
         runtime = cls(
             settings=settings,
             manifest=manifest,
-            triton=TritonModels(settings.triton_grpc_url, settings.triton_timeout_s, models),
-            cpu_pool=ThreadPoolExecutor(
-                max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="cvstack-cpu"
-            ),
-            decode_pool=ThreadPoolExecutor(
-                max_workers=settings.max_sessions, thread_name_prefix="cvstack-decode"
-            ),
-            ocr_pool=ocr_pool,
-            ocr_engine=(
-                ocr_pool.submit(
-                    OcrEngine.from_manifest, settings.models_dir, max_side=settings.ocr_max_side
-                )
-                if has_ocr
-                else None
+            triton=triton,
+            cpu_pool=cpu_pool,
+            decode_pool=decode_pool,
+            ocr=ocr,
+            pipeline=PipelineParts(
+                detector=triton.detector(settings.detector_model),
+                pose=triton.detector(settings.pose_model),
+                config=PipelineConfig.from_settings(settings),
+                cpu_pool=cpu_pool,
+                decode_pool=decode_pool,
+                metrics=metrics,
+                ocr=ocr,
             ),
             gate=AdmissionGate(settings.max_sessions),
             live_tokens=LiveTokens(settings.sessions_per_token),
-            metrics=BackendMetrics(),
+            metrics=metrics,
             chat_model=build_chat_model(settings, llm_http),
             llm_http=llm_http,
             summary_pool=ThreadPoolExecutor(max_workers=1, thread_name_prefix="cvstack-summaries"),
@@ -101,23 +112,6 @@ class Runtime:
         if settings.triton_metrics_url:
             runtime._tasks.append(asyncio.create_task(runtime._poll_batch_sizes()))
         return runtime
-
-    def ocr(self) -> OcrEngine | None:
-        """The OCR engine once loaded; None while loading, or when it is unavailable."""
-        if self.ocr_engine is None or not self.ocr_engine.done():
-            return None
-        if self.ocr_engine.exception() is not None:
-            return None
-        return self.ocr_engine.result()
-
-    def ocr_problem(self) -> str | None:
-        """Why OCR cannot run right now, or None when it can."""
-        if self.ocr_engine is None:
-            return "OCR models are not prepared; run `cvstack models prepare`"
-        if not self.ocr_engine.done():
-            return "the OCR engine is still loading"
-        error = self.ocr_engine.exception()
-        return f"the OCR engine failed to load: {error}" if error else None
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -129,7 +123,7 @@ class Runtime:
         await self.llm_http.aclose()
         self.cpu_pool.shutdown(wait=True, cancel_futures=True)
         self.decode_pool.shutdown(wait=True, cancel_futures=True)
-        self.ocr_pool.shutdown(wait=True, cancel_futures=True)
+        self.ocr.close()
         self.summary_pool.shutdown(wait=True)
 
     async def _poll_batch_sizes(self) -> None:

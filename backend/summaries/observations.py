@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from backend.pipeline.multimodal import FrameResult
+from backend.protocol.server_messages import FrameOutputs
 
 MAX_TEXTS = 20  # per observation: a sign-filled scene must not make the prompt unbounded
 MAX_TEXT_CHARS = 200
@@ -91,19 +90,19 @@ class WindowCounts:
     motion_frames: int = 0
     motion_sum: float = 0.0
 
-    def add(self, result: FrameResult) -> None:
+    def add(self, outputs: FrameOutputs) -> None:
         self.frames += 1
-        if result.yolo is not None:
-            self.detections.update(result.yolo["labels"])
-        if result.pose is not None:
-            self.poses += len(result.pose["boxes"])
-        for item in result.ocr or ():
+        if outputs["yolo"] is not None:
+            self.detections.update(outputs["yolo"]["labels"])
+        if outputs["pose"] is not None:
+            self.poses += len(outputs["pose"]["boxes"])
+        for item in outputs["ocr"] or ():
             text = " ".join(item["text"].split())[:MAX_TEXT_CHARS]
             if text and len(self.texts) < MAX_TEXTS:
                 self.texts[text] = None
-        if result.flow is not None:
+        if outputs["flow"] is not None:
             self.motion_frames += 1
-            self.motion_sum += result.flow["mean_magnitude"]
+            self.motion_sum += outputs["flow"]["mean_magnitude"]
 
     def close(self, end: float) -> Observation:
         return Observation(

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from backend.core.config import Settings
 from backend.observability.metrics import BackendMetrics
+from backend.protocol.server_messages import FrameOutputs
 from backend.summaries.backlog import Backlog, remove_files
 from backend.summaries.chat_model import ask, summary_prompt
 from backend.summaries.observations import Observation, WindowCounts, merge
@@ -34,8 +35,6 @@ from backend.summaries.template import template_summary, time_range
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
-
-    from backend.pipeline.multimodal import FrameResult
 
 log = logging.getLogger(__name__)
 MERGE_DIVISOR = 4  # merge backlog/4 windows per request, up to max_merge
@@ -95,9 +94,9 @@ class Summarizer:
             asyncio.create_task(self._send_forever()),
         ]
 
-    def observe(self, result: FrameResult) -> None:
-        """Count one frame's results into the open window; never blocks."""
-        self._window.add(result)
+    def observe(self, outputs: FrameOutputs) -> None:
+        """Count one frame's outputs into the open window; never blocks."""
+        self._window.add(outputs)
 
     async def close_window(self) -> None:
         """Push the open window into the backlog (windows without frames are skipped).

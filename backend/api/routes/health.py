@@ -19,7 +19,7 @@ async def health() -> dict[str, str]:
 @router.get("/ready")
 async def ready(runtime: RuntimeDep) -> JSONResponse:
     checks = await runtime.triton.readiness()
-    ocr_problem = runtime.ocr_problem()
+    ocr_problem = runtime.ocr.problem()
     body = {
         "ready": all(checks.values()),
         "triton": checks,

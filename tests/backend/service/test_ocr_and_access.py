@@ -31,7 +31,7 @@ def test_ocr_runs_on_request_and_arrives_with_a_later_frame(
 ) -> None:
     backend = start_backend(ocr_min_interval_s=0.0)
     deadline = time.monotonic() + 30
-    while backend.runtime.ocr_problem() == "the OCR engine is still loading":
+    while backend.runtime.ocr.problem() == "the OCR engine is still loading":
         assert time.monotonic() < deadline
         time.sleep(0.05)
     client, _ = open_client(backend.ws_url)

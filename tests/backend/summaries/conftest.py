@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from backend.pipeline.multimodal import FrameResult
+from backend.protocol.server_messages import FrameOutputs
 
 Mode = Literal["echo", "slow", "error", "hang", "prose", "inflate"]
 SLOW_S = 0.3
@@ -133,17 +133,17 @@ def openai_stub() -> Iterator[OpenAIStub]:
     stub.stop()
 
 
-def frame_result(
+def frame_outputs(
     labels: tuple[str, ...] = ("person",),
     texts: tuple[str, ...] = (),
     poses: int = 0,
     motion: float | None = None,
-) -> FrameResult:
-    """A `FrameResult` with just the fields the summaries read."""
-    return FrameResult(
-        width=320,
-        height=240,
-        yolo={
+) -> FrameOutputs:
+    """A frame's `FrameOutputs` with just the fields the summaries read."""
+    return {
+        "width": 320,
+        "height": 240,
+        "yolo": {
             "boxes": [[0, 0, 1, 1]] * len(labels),
             "scores": [0.9] * len(labels),
             "classes": [0] * len(labels),
@@ -151,10 +151,10 @@ def frame_result(
             "track_ids": [-1] * len(labels),
             "velocities": [[0, 0]] * len(labels),
         },
-        pose={"boxes": [[0, 0, 1, 1]] * poses, "scores": [0.9] * poses, "keypoints": []},
-        ocr=[{"box": [0, 0, 1, 1], "text": text, "score": 0.9} for text in texts] or None,
-        ocr_info=None,
-        flow=(
+        "pose": {"boxes": [[0, 0, 1, 1]] * poses, "scores": [0.9] * poses, "keypoints": []},
+        "ocr": [{"box": [0, 0, 1, 1], "text": text, "score": 0.9} for text in texts] or None,
+        "ocr_info": None,
+        "flow": (
             None
             if motion is None
             else {
@@ -166,6 +166,6 @@ def frame_result(
                 "mean_magnitude": motion,
             }
         ),
-        stage_ms={},
-        errors={},
-    )
+        "stage_ms": {},
+        "errors": {},
+    }

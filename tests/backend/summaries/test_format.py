@@ -5,14 +5,14 @@ from __future__ import annotations
 from backend.summaries.observations import Observation, WindowCounts, merge
 from backend.summaries.output_check import summary_problem
 from backend.summaries.template import template_summary, time_range
-from tests.backend.summaries.conftest import frame_result
+from tests.backend.summaries.conftest import frame_outputs
 
 
 def busy_window() -> Observation:
     window = WindowCounts(start=0.0)
-    window.add(frame_result(("person", "car", "person"), texts=("EXIT",), poses=2, motion=0.9))
-    window.add(frame_result(("person", "umbrella"), texts=("  EXIT ", 'Say "hi"\nthere'), poses=1))
-    window.add(frame_result((), motion=1.1))
+    window.add(frame_outputs(("person", "car", "person"), texts=("EXIT",), poses=2, motion=0.9))
+    window.add(frame_outputs(("person", "umbrella"), texts=("  EXIT ", 'Say "hi"\nthere'), poses=1))
+    window.add(frame_outputs((), motion=1.1))
     return window.close(end=10.0)
 
 

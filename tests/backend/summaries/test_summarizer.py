@@ -24,7 +24,7 @@ from backend.summaries.chat_model import build_chat_model
 from backend.summaries.observations import Observation
 from backend.summaries.retry_policy import RetryPolicy
 from backend.summaries.summarizer import Summarizer, SummaryOutlet
-from tests.backend.summaries.conftest import OpenAIStub, frame_result
+from tests.backend.summaries.conftest import OpenAIStub, frame_outputs
 from tests.backend.summaries.test_chat_model import llm_settings
 
 BACKOFF_S = 0.02
@@ -116,7 +116,7 @@ def run(
 async def push_windows(summarizer: Summarizer, clock: Clock, indexes: range) -> None:
     """One 10 s window per index, simulated: its frame reads the text W<index>."""
     for index in indexes:
-        summarizer.observe(frame_result(("person",), texts=(f"W{index:02d}",)))
+        summarizer.observe(frame_outputs(("person",), texts=(f"W{index:02d}",)))
         clock.now += 10
         await summarizer.close_window()
 
@@ -320,7 +320,7 @@ def test_observing_never_waits_for_a_hanging_provider(
     async def scenario(summarizer: Summarizer, client: Client, clock: Clock) -> None:
         await push_windows(summarizer, clock, range(1))
         await until(lambda: openai_stub.in_flight == 1)
-        frame = frame_result(("person", "car"), texts=("A",), poses=1, motion=0.5)
+        frame = frame_outputs(("person", "car"), texts=("A",), poses=1, motion=0.5)
         for _ in range(10_000):
             summarizer.observe(frame)  # synchronous: returning at all means it did not wait
         assert openai_stub.in_flight == 1, "the provider request is still hanging"
@@ -337,7 +337,7 @@ def test_without_an_llm_the_template_summarises_each_window(
     settings = Settings(summary_dir=tmp_path, summary_window_s=0.05)
 
     async def scenario(summarizer: Summarizer, client: Client, clock: Clock) -> None:
-        summarizer.observe(frame_result(("person", "person", "dog"), motion=6.0))
+        summarizer.observe(frame_outputs(("person", "person", "dog"), motion=6.0))
         await until(lambda: len(client.summaries) == 1)
         await asyncio.sleep(0.2)  # empty windows are not summarised
 
