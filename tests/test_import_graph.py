@@ -18,6 +18,9 @@ import pytest
 from backend.paths import REPO_ROOT
 
 PACKAGE = "backend"
+# The serving layers, each above the next: the routes, the WebSocket sessions, the per-frame
+# pipeline, the models it calls.
+SERVING_LAYERS = ("backend.api", "backend.session", "backend.pipeline", "backend.inference")
 
 
 def module_name(path: Path) -> str:
@@ -74,6 +77,17 @@ def layer_graph(modules: dict[str, set[str]]) -> dict[str, set[str]]:
     return {name: targets - {name, PACKAGE} for name, targets in graph.items()}
 
 
+def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    """Every node `start` imports, directly or through others."""
+    seen: set[str] = set()
+    stack = [start]
+    while stack:
+        for child in graph.get(stack.pop(), set()) - seen:
+            seen.add(child)
+            stack.append(child)
+    return seen
+
+
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     """One cycle as a path `a -> ... -> a`, or None (iterative depth-first search)."""
     done: set[str] = set()
@@ -128,3 +142,25 @@ def test_the_layers_of_backend_point_one_way() -> None:
     cycle = find_cycle(layer_graph(module_graph()))
     if cycle:
         pytest.fail("layer cycle: " + " -> ".join(cycle))
+
+
+def test_the_serving_layers_import_only_downwards() -> None:
+    """api -> session -> pipeline -> inference: each uses the next, none reaches one above."""
+    graph = layer_graph(module_graph())
+    for index, layer in enumerate(SERVING_LAYERS):
+        above = reachable(graph, layer) & set(SERVING_LAYERS[:index])
+        assert not above, f"{layer} imports {sorted(above)}, above it"
+        below = SERVING_LAYERS[index + 1 : index + 2]
+        assert set(below) <= graph[layer], f"{layer} no longer uses {below}"
+
+
+def test_the_pipeline_calls_models_through_the_detector_interface_only() -> None:
+    """No pipeline module reaches the Triton client: the runtime hands it `Detector`s."""
+    graph = module_graph()
+    reaching = sorted(
+        module
+        for module in graph
+        if module.startswith("backend.pipeline")
+        and "backend.inference.triton_models" in reachable(graph, module)
+    )
+    assert not reaching, f"these reach backend.inference.triton_models: {reaching}"
