@@ -16,8 +16,11 @@ from infra_cdk import permissions
 from infra_cdk.config import StackConfig
 from infra_cdk.generated_secret import GeneratedSecret
 from infra_cdk.gpu_instance import GpuInstance
-from infra_cdk.lambda_assets import RUNTIME, lambda_code
+from infra_cdk.lambda_assets import ARCHITECTURE, RUNTIME, lambda_code
+from lambdas.idle_stop.settings import IdleStopSettings
 from lambdas.shared.instance import LAST_START_TAG
+from lambdas.start_server.settings import StartServerSettings
+from lambdas.status.settings import StatusSettings
 
 SESSION_TOKEN_MODULE = "backend/security/session_token.py"
 SCHEDULE_PERIOD = Duration.minutes(1)
@@ -26,7 +29,8 @@ SCHEDULE_PERIOD = Duration.minutes(1)
 class LifecycleFunctions(Construct):
     """`start_server`, `status`, `idle_stop` (with their `roles`, by function in
     `functions`) and the `idle_schedule`. status checks https://<endpoint_host>/ready through
-    CloudFront, which adds the origin secret nginx requires."""
+    CloudFront, which adds the origin secret nginx requires. Each function's environment is
+    built by its settings class (lambdas/<function>/settings.py), which names the variables."""
 
     def __init__(
         self,
@@ -40,23 +44,23 @@ class LifecycleFunctions(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self.roles: list[iam.Role] = []
-        common = {
-            "INSTANCE_ID": gpu.instance.instance_id,
+        api = {
+            "instance_id": gpu.instance.instance_id,
             # The front door's host: the page, /ready and the WebSocket all go through it.
-            "ENDPOINT_HOST": endpoint_host,
+            "endpoint_host": endpoint_host,
             # Other origins that get CORS headers; empty when only the stack's page calls.
-            "ALLOWED_ORIGINS": ",".join(config.allowed_origins),
+            "allowed_origins": config.allowed_origins,
         }
         self.start_server = self._function(
             "StartServer",
             "start_server",
-            environment={
-                **common,
-                "SESSION_SECRET_ARN": session_secret.secret.secret_arn,
-                "DAILY_BUDGET_GPU_HOURS": str(config.daily_budget_gpu_hours),
-                "BOOT_ESTIMATE_S": str(config.boot_estimate_seconds),
-                "TOKEN_TTL_S": str(config.token_ttl_seconds),
-            },
+            environment=StartServerSettings.environment(
+                **api,
+                session_secret_arn=session_secret.secret.secret_arn,
+                daily_budget_gpu_hours=config.daily_budget_gpu_hours,
+                boot_estimate_s=config.boot_estimate_seconds,
+                token_ttl_s=config.token_ttl_seconds,
+            ),
             statements=[
                 permissions.describe_instances(),
                 permissions.on_instance(gpu.instance_arn, "ec2:StartInstances"),
@@ -69,17 +73,17 @@ class LifecycleFunctions(Construct):
         self.status = self._function(
             "Status",
             "status",
-            environment={**common, "READY_SCHEME": "https", "READY_TIMEOUT_S": "2"},
+            environment=StatusSettings.environment(**api),
             statements=[permissions.describe_instances()],
         )
         self.idle_stop = self._function(
             "IdleStop",
             "idle_stop",
-            environment={
-                "INSTANCE_ID": gpu.instance.instance_id,
-                "IDLE_MINUTES": str(config.idle_minutes),
-                "BOOT_GRACE_MINUTES": str(config.boot_grace_minutes),
-            },
+            environment=IdleStopSettings.environment(
+                instance_id=gpu.instance.instance_id,
+                idle_minutes=config.idle_minutes,
+                boot_grace_minutes=config.boot_grace_minutes,
+            ),
             statements=[
                 permissions.describe_instances(),
                 permissions.on_instance(gpu.instance_arn, "ec2:StopInstances"),
@@ -130,7 +134,7 @@ class LifecycleFunctions(Construct):
             construct_id,
             description=f"cvstack lifecycle: {folder}",
             runtime=RUNTIME,
-            architecture=lambda_.Architecture.ARM_64,
+            architecture=ARCHITECTURE,
             handler=f"lambdas.{folder}.handler.handler",
             code=lambda_code(folder, extra_files or []),
             role=role,

@@ -10,8 +10,8 @@ import boto3
 
 from lambdas.idle_stop.logic import check_idle
 from lambdas.idle_stop.policy import IdlePolicy
+from lambdas.idle_stop.settings import IdleStopSettings
 from lambdas.shared.aws_errors import AwsCallError
-from lambdas.shared.settings import env_number, require_env
 
 logger = logging.getLogger(__name__)
 logger.setLevel(logging.INFO)
@@ -28,15 +28,15 @@ def handler(event: object, context: object) -> dict[str, object]:
             "idle_stop expects an EventBridge 'Scheduled Event' from source aws.events, "
             f"got {str(event)[:200]}"
         )
+    settings = IdleStopSettings.load()
     policy = IdlePolicy(
-        idle_minutes=env_number("IDLE_MINUTES", 15),
-        boot_grace_minutes=env_number("BOOT_GRACE_MINUTES", 5),
+        idle_minutes=settings.idle_minutes, boot_grace_minutes=settings.boot_grace_minutes
     )
     try:
         report = check_idle(
             boto3.client("ec2"),
             boto3.client("cloudwatch"),
-            require_env("INSTANCE_ID"),
+            settings.instance_id,
             policy,
             now=datetime.now(UTC),
         )

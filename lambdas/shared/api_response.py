@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from lambdas.shared.aws_errors import AwsCallError
-from lambdas.shared.settings import env_list
 
 
 class BadEventError(ValueError):
@@ -79,10 +78,11 @@ def serve_api_request(
     route: str,
     answer: Callable[[], ApiAnswer],
     logger: logging.Logger,
+    *,
+    allowed_origins: Collection[str],
 ) -> dict[str, object]:
     """Validate the event, run `answer`, and format its result or AWS failure, with CORS
-    headers for an origin in ALLOWED_ORIGINS (comma-separated; empty: same-origin only)."""
-    allowed = env_list("ALLOWED_ORIGINS")
+    headers for an origin in `allowed_origins` (empty: same-origin calls only)."""
     try:
         request = require_method(event, method, route)
     except BadEventError as error:
@@ -99,13 +99,13 @@ def serve_api_request(
             failure_status(failure),
             failure_body(failure),
             origin=origin,
-            allowed_origins=allowed,
+            allowed_origins=allowed_origins,
             retry_after_s=failure.retry_after_s,
         )
     return json_response(
         result.status_code,
         result.body,
         origin=origin,
-        allowed_origins=allowed,
+        allowed_origins=allowed_origins,
         retry_after_s=result.retry_after_s,
     )

@@ -12,8 +12,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from lambdas.shared.api_response import ApiAnswer, serve_api_request
 from lambdas.shared.aws_errors import AwsCallError, aws_call_error
-from lambdas.shared.settings import env_number, require_env
 from lambdas.start_server.logic import StartConfig, start_server
+from lambdas.start_server.settings import StartServerSettings
 
 logger = logging.getLogger(__name__)
 logger.setLevel(logging.INFO)
@@ -21,29 +21,33 @@ logger.setLevel(logging.INFO)
 
 def handler(event: object, context: object) -> dict[str, object]:
     """Answer one /start request."""
-    return serve_api_request(event, "POST", "/start", _start, logger)
+    settings = StartServerSettings.load()
+    return serve_api_request(
+        event,
+        "POST",
+        "/start",
+        lambda: _start(settings),
+        logger,
+        allowed_origins=settings.allowed_origins,
+    )
 
 
-def _start() -> ApiAnswer:
+def _start(settings: StartServerSettings) -> ApiAnswer:
     answer = start_server(
         boto3.client("ec2"),
         boto3.client("cloudwatch"),
-        _config(),
-        secret=_session_secret(require_env("SESSION_SECRET_ARN")),
+        StartConfig(
+            instance_id=settings.instance_id,
+            endpoint_host=settings.endpoint_host,
+            daily_budget_gpu_hours=settings.daily_budget_gpu_hours,
+            boot_estimate_s=settings.boot_estimate_s,
+            token_ttl_s=settings.token_ttl_s,
+        ),
+        secret=_session_secret(settings.session_secret_arn),
         now=datetime.now(UTC),
     )
     logger.info("start answered", extra={"status": answer.status_code, **_loggable(answer.body)})
     return answer
-
-
-def _config() -> StartConfig:
-    return StartConfig(
-        instance_id=require_env("INSTANCE_ID"),
-        endpoint_host=require_env("ENDPOINT_HOST"),
-        daily_budget_gpu_hours=env_number("DAILY_BUDGET_GPU_HOURS", 4.0),
-        boot_estimate_s=int(env_number("BOOT_ESTIMATE_S", 120)),
-        token_ttl_s=int(env_number("TOKEN_TTL_S", 900)),
-    )
 
 
 @cache

@@ -11,6 +11,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.iam.conftest import Cloud
+from tests.lambdas.conftest import forget_lambda_settings
 
 DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"})
 # moto answers JSON-protocol clients (CloudWatch, Logs, Secrets Manager, SSM) with a query-XML
@@ -30,6 +31,7 @@ def as_lambda(monkeypatch: pytest.MonkeyPatch, cloud: Cloud, module: str) -> Non
     environment = cloud.lambda_environment(module, ENDPOINT_HOST=closed_loopback_host())
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
+    forget_lambda_settings()
     monkeypatch.setattr(boto3, "DEFAULT_SESSION", cloud.lambda_session(module))
 
 

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -321,28 +318,3 @@ def test_monitoring_alarms_page_the_topic(synthesized: Synthesized) -> None:
             )
         },
     )
-
-
-def test_each_asset_imports_its_handler_on_its_own(synthesized: Synthesized) -> None:
-    """Import every module from the staged asset folder, as the Lambda runtime does."""
-    check = (
-        "import importlib, pathlib, sys; m = importlib.import_module(sys.argv[1]); "
-        "mods = [v for k, v in sys.modules.items() if k.startswith(('lambdas', 'backend'))]; "
-        "outside = [v.__name__ for v in mods if getattr(v, '__file__', None) and "
-        "not pathlib.Path(v.__file__).is_relative_to(pathlib.Path.cwd())]; "
-        "sys.exit(f'imported from outside the asset: {outside}' if outside else 0)"
-    )
-    handlers = {"start_server", "status", "idle_stop"}
-    for asset in synthesized.outdir.glob("asset.*"):
-        if not (asset / "lambdas").is_dir():
-            continue  # the page, and aws-cdk-lib's own handlers
-        (folder,) = [p.name for p in (asset / "lambdas").iterdir() if p.name in handlers]
-        handlers.remove(folder)
-        subprocess.run(
-            [sys.executable, "-c", check, f"lambdas.{folder}.handler"],
-            cwd=asset,
-            env={"PATH": os.environ.get("PATH", "")},
-            check=True,
-            timeout=60,
-        )
-    assert handlers == set()

@@ -1,5 +1,6 @@
 """Fixtures for the Lambda tests: fake AWS credentials, moto (in-process and on loopback),
-a GPU instance, and a loopback HTTP server that plays the backend's /ready."""
+a GPU instance, a loopback HTTP server that plays the backend's /ready, and settings read
+afresh from each test's environment."""
 
 from __future__ import annotations
 
@@ -18,8 +19,30 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from lambdas.idle_stop.settings import IdleStopSettings
+from lambdas.shared.settings import LambdaSettings
+from lambdas.start_server.settings import StartServerSettings
+from lambdas.status.settings import StatusSettings
+
 REGION = "eu-west-1"
 MOTO_IMAGE = "ami-12c6146b"  # one of the images moto ships
+
+
+SETTINGS: tuple[type[LambdaSettings], ...] = (StartServerSettings, StatusSettings, IdleStopSettings)
+
+
+def forget_lambda_settings() -> None:
+    """Make each function read its environment again, as a new container would (the settings
+    are cached per container)."""
+    for settings in SETTINGS:
+        settings.settings_clear_cache()
+
+
+@pytest.fixture(autouse=True)
+def fresh_settings() -> Iterator[None]:
+    forget_lambda_settings()
+    yield
+    forget_lambda_settings()
 
 
 @pytest.fixture(autouse=True)

@@ -3,6 +3,7 @@ stops only when idle past the limit."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,6 +17,7 @@ from lambdas.idle_stop.policy import IdlePolicy
 from lambdas.shared.aws_errors import AwsCallError
 from lambdas.shared.instance import LAST_START_TAG
 from lambdas.shared.metrics import ACTIVE_SESSIONS, DIMENSION, INSTANCE_RUNNING, NAMESPACE
+from lambdas.shared.settings import SettingsError
 from lambdas.start_server.logic import StartConfig, start_server
 from tests.lambdas.conftest import REGION, run_instance
 
@@ -206,5 +208,34 @@ def test_handler_raises_on_a_missing_instance(
     moto_server: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("INSTANCE_ID", "i-0000000000000000f")
+    monkeypatch.setenv("IDLE_MINUTES", "15")
+    monkeypatch.setenv("BOOT_GRACE_MINUTES", "5")
     with pytest.raises(AwsCallError, match="instance_missing"):
+        idle_handler.handler(SCHEDULED_EVENT, None)
+
+
+def test_handler_takes_a_zero_boot_grace(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """cdk.json allows bootGraceMinutes 0, and so does the Lambda (it once refused it)."""
+    monkeypatch.setenv("INSTANCE_ID", run_instance())
+    monkeypatch.setenv("IDLE_MINUTES", "15")
+    monkeypatch.setenv("BOOT_GRACE_MINUTES", "0")
+    assert idle_handler.handler(SCHEDULED_EVENT, None)["reason"] != "boot_grace"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("IDLE_MINUTES", "0", "IDLE_MINUTES='0': Input should be greater than 0"),
+        ("BOOT_GRACE_MINUTES", "-1", "BOOT_GRACE_MINUTES='-1': Input should be greater than or"),
+        ("IDLE_MINUTES", "", "IDLE_MINUTES='': Input should be a valid number"),
+    ],
+)
+def test_handler_refuses_a_bad_policy_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv("INSTANCE_ID", "i-0123456789abcdef0")
+    monkeypatch.setenv("IDLE_MINUTES", "15")
+    monkeypatch.setenv("BOOT_GRACE_MINUTES", "5")
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError, match=re.escape(message)):
         idle_handler.handler(SCHEDULED_EVENT, None)

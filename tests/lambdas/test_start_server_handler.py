@@ -4,6 +4,7 @@ from Secrets Manager, CORS, bad events, and a token the backend's own check acce
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 
@@ -11,8 +12,9 @@ import boto3
 import pytest
 
 from backend.security.session_token import verify_token
+from lambdas.shared.settings import SettingsError
 from lambdas.start_server import handler as start_handler
-from tests.lambdas.conftest import api_event, run_instance
+from tests.lambdas.conftest import api_event, forget_lambda_settings, run_instance
 
 ORIGIN = "https://app.example.com"
 SECRET = "k" * 64
@@ -31,6 +33,9 @@ def deployed(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]
         "ENDPOINT_HOST": "gpu.example.com",
         "ALLOWED_ORIGINS": f"{ORIGIN},http://localhost:5173",
         "SESSION_SECRET_ARN": secret["ARN"],
+        "DAILY_BUDGET_GPU_HOURS": "4",
+        "BOOT_ESTIMATE_S": "120",
+        "TOKEN_TTL_S": "900",
     }.items():
         monkeypatch.setenv(name, value)
     start_handler._session_secret.cache_clear()
@@ -76,6 +81,7 @@ def test_no_allowed_origins_answers_same_origin_calls_without_cors(
         assert response["statusCode"] == 200, response
         assert "Access-Control-Allow-Origin" not in response["headers"]  # type: ignore[operator]
     monkeypatch.delenv("ALLOWED_ORIGINS")
+    forget_lambda_settings()
     assert start_handler.handler(api_event("POST", "/start"), None)["statusCode"] == 200
 
 
@@ -112,5 +118,23 @@ def test_unset_configuration_names_the_variable(
     deployed: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("ENDPOINT_HOST")
-    with pytest.raises(RuntimeError, match="ENDPOINT_HOST is not set"):
+    with pytest.raises(SettingsError, match="ENDPOINT_HOST is not set") as error:
+        start_handler.handler(api_event("POST", "/start", ORIGIN), None)
+    assert "The CDK stack sets these variables" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("ENDPOINT_HOST", " ", "environment variable ENDPOINT_HOST is empty"),
+        ("TOKEN_TTL_S", "0", "TOKEN_TTL_S='0': Input should be greater than 0"),
+        ("TOKEN_TTL_S", "15m", "TOKEN_TTL_S='15m': Input should be a valid integer"),
+        ("DAILY_BUDGET_GPU_HOURS", "four", "DAILY_BUDGET_GPU_HOURS='four': Input should be a"),
+    ],
+)
+def test_bad_configuration_names_the_variable_and_its_value(
+    deployed: str, monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError, match=re.escape(message)):
         start_handler.handler(api_event("POST", "/start", ORIGIN), None)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import boto3
 import pytest
 
+from lambdas.shared.settings import SettingsError
 from lambdas.status import handler as status_handler
 from lambdas.status.logic import check_ready, instance_status
-from tests.lambdas.conftest import REGION, ReadyServer, api_event
+from lambdas.status.settings import StatusSettings
+from tests.lambdas.conftest import REGION, ReadyServer, api_event, forget_lambda_settings
 
 
 def test_ready_backend(ready_server: ReadyServer) -> None:
@@ -81,6 +84,44 @@ def test_handler_reports_state_and_readiness(
     assert "accepts GET only" in str(wrong["body"])
 
     monkeypatch.setenv("INSTANCE_ID", "i-0000000000000000f")
+    forget_lambda_settings()
     missing = status_handler.handler(api_event("GET", "/status"), None)
     assert missing["statusCode"] == 500
     assert json.loads(str(missing["body"]))["error"] == "instance_missing"
+
+
+@pytest.mark.parametrize(
+    ("variables", "message"),
+    [
+        ({"READY_SCHEME": "ftp"}, "READY_SCHEME='ftp': Input should be 'https' or 'http'"),
+        ({"READY_TIMEOUT_S": "-1"}, "READY_TIMEOUT_S='-1': Input should be greater than 0"),
+        ({}, "environment variable INSTANCE_ID is not set"),
+    ],
+)
+def test_bad_configuration_fails_the_cold_start_with_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], message: str
+) -> None:
+    monkeypatch.delenv("INSTANCE_ID", raising=False)
+    monkeypatch.setenv("ENDPOINT_HOST", "gpu.example.com")
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    if variables:
+        monkeypatch.setenv("INSTANCE_ID", "i-0123456789abcdef0")
+    with pytest.raises(SettingsError, match=re.escape(message)):
+        status_handler.handler(api_event("GET", "/status"), None)
+
+
+def test_settings_defaults_and_comma_separated_origins(monkeypatch: pytest.MonkeyPatch) -> None:
+    """READY_SCHEME and READY_TIMEOUT_S default to https and 2 s; blanks in ALLOWED_ORIGINS
+    are dropped; the settings are read once per container."""
+    for name in ("READY_SCHEME", "READY_TIMEOUT_S"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("INSTANCE_ID", "i-0123456789abcdef0")
+    monkeypatch.setenv("ENDPOINT_HOST", " gpu.example.com ")
+    monkeypatch.setenv("ALLOWED_ORIGINS", " https://a.example.com, ,http://localhost:5173,")
+    settings = StatusSettings.load()
+    assert (settings.ready_scheme, settings.ready_timeout_s) == ("https", 2.0)
+    assert settings.endpoint_host == "gpu.example.com"
+    assert settings.allowed_origins == ("https://a.example.com", "http://localhost:5173")
+    monkeypatch.setenv("INSTANCE_ID", "i-0fedcba9876543210")
+    assert StatusSettings.load() is settings
