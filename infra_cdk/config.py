@@ -1,12 +1,31 @@
-"""The stack's settings, read from the `cvstack` object in cdk.json context and validated."""
+"""The stack's settings, read from the `cvstack` object in cdk.json context and validated.
+
+`StackConfig` is a frozen pydantic model whose camelCase aliases are cdk.json's keys. Values
+are taken strictly as JSON gives them (no "15" for 15, no 1 for true); an unknown key, a
+removed key, a wrong type or an unsafe value fails synth with one line per problem naming the
+key, the value and what to do.
+"""
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
+import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
-from typing import Any
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+from pydantic_core import ErrorDetails
 
 CONTEXT_KEY = "cvstack"
 # Keys an older cdk.json may still hold, and what to do about each.
@@ -27,77 +46,93 @@ AZ_NAME = re.compile(r"^[a-z]{2}(-[a-z0-9]+)+-\d+[a-z]$")
 # CloudFront takes certificates from ACM in us-east-1 only.
 CERTIFICATE_ARN = re.compile(r"^arn:aws[a-z-]*:acm:us-east-1:\d{12}:certificate/[0-9a-f-]+$")
 DOMAIN_NAME = re.compile(r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
-PRICE_CLASSES = ("PriceClass_100", "PriceClass_200", "PriceClass_All")
+PriceClass = Literal["PriceClass_100", "PriceClass_200", "PriceClass_All"]
 
 
-@dataclass(frozen=True)
-class StackConfig:
+def _tuple_from_list(value: object) -> object:
+    """JSON lists become the model's immutable tuples."""
+    return tuple(value) if isinstance(value, list) else value
+
+
+StringList = Annotated[tuple[str, ...], BeforeValidator(_tuple_from_list)]
+PositiveInt = Annotated[int, Field(gt=0)]
+HELP = "cdk.json lists every key with its default; docs/infrastructure.md says what each means"
+KINDS = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}
+
+
+class StackConfig(BaseModel):
     """Every deploy-time knob; cdk.json holds the documented defaults."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        validate_by_alias=True,
+        validate_by_name=True,  # StackConfig(idle_minutes=...) in Python; cdk.json is by alias
+        extra="forbid",
+        frozen=True,
+        strict=True,
+    )
 
     instance_type: str = "g4dn.xlarge"
     ami_parameter_name: str = "/cvstack/ami-id"
     root_device_name: str = "/dev/sda1"
-    root_volume_gib: int = 100
-    idle_minutes: int = 15
-    boot_grace_minutes: int = 5
-    boot_estimate_seconds: int = 120
-    daily_budget_gpu_hours: float = 4.0
+    root_volume_gib: PositiveInt = 100
+    idle_minutes: PositiveInt = 15
+    boot_grace_minutes: Annotated[int, Field(ge=0)] = 5
+    boot_estimate_seconds: PositiveInt = 120
+    daily_budget_gpu_hours: Annotated[float, Field(gt=0)] = 4.0
     # Other origins (pages hosted elsewhere) allowed to use the API and the backend; the page
     # the stack deploys is served from the API's own origin and needs none.
-    allowed_origins: tuple[str, ...] = ()
+    allowed_origins: StringList = ()
     # Addresses that may reach the instance's HTTPS port directly (operators); never 0.0.0.0/0.
-    operator_cidrs: tuple[str, ...] = ()
+    operator_cidrs: StringList = ()
     # A custom domain for the CloudFront distribution, with its ACM certificate (us-east-1).
     domain_name: str = ""
     certificate_arn: str = ""
     hosted_zone_id: str = ""
     hosted_zone_name: str = ""
-    price_class: str = "PriceClass_100"
+    price_class: PriceClass = "PriceClass_100"
     alarm_email: str = ""
-    latency_alarm_ms: int = 250
-    token_ttl_seconds: int = 900
+    latency_alarm_ms: PositiveInt = 250
+    token_ttl_seconds: PositiveInt = 900
     # The page polls /status every 2 s (0.5 req/s) while a cold start lasts (2-5 min): 10 req/s
     # serves 20 waiting visitors at once, the burst absorbs a team opening the page together,
     # and 50,000 a day is ~500 cold-start waits while bounding a runaway script's cost.
-    api_rate_per_second: int = 10
-    api_burst: int = 20
-    api_daily_quota: int = 50_000
-    bedrock_model_ids: tuple[str, ...] = ()
+    api_rate_per_second: PositiveInt = 10
+    api_burst: PositiveInt = 20
+    api_daily_quota: PositiveInt = 50_000
+    bedrock_model_ids: StringList = ()
     # The VPC's public subnets ([] = the region's first two) and the instance's zone ("" = the
     # first): GPU capacity is per availability zone.
-    availability_zones: tuple[str, ...] = ()
+    availability_zones: StringList = ()
     availability_zone: str = ""
     # EC2 termination protection on the instance (on, `cdk destroy` fails until it is lifted).
     termination_protection: bool = False
 
-    def __post_init__(self) -> None:
-        for name in (
-            "idle_minutes",
-            "boot_estimate_seconds",
-            "token_ttl_seconds",
-            "api_rate_per_second",
-            "api_burst",
-            "api_daily_quota",
-            "latency_alarm_ms",
-        ):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"cdk.json context cvstack.{_camel(name)} must be positive")
-        if self.boot_grace_minutes < 0 or self.daily_budget_gpu_hours <= 0:
-            raise ValueError("cvstack.bootGraceMinutes must be >= 0, dailyBudgetGpuHours > 0")
-        if any(
-            o == "*" or not o.startswith(("https://", "http://localhost"))
-            for o in self.allowed_origins
-        ):
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_removed_keys(cls, data: Any) -> Any:
+        removed = sorted(set(data) & set(REMOVED_KEYS)) if isinstance(data, Mapping) else []
+        if removed:
             raise ValueError(
-                "cvstack.allowedOrigins lists other frontend origins, e.g. "
-                '["https://app.example.com"] (or none); "*" and plain http are refused'
+                f"cdk.json context cvstack.{removed[0]} was removed: {REMOVED_KEYS[removed[0]]}"
             )
-        self._check_operator_cidrs()
-        self._check_front_door()
-        self._check_zones()
+        return data
 
-    def _check_operator_cidrs(self) -> None:
-        for cidr in self.operator_cidrs:
+    @field_validator("allowed_origins")
+    @classmethod
+    def _check_allowed_origins(cls, origins: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [o for o in origins if o == "*" or not o.startswith(("https://", "http://localhost"))]
+        if bad:
+            raise ValueError(
+                f"cvstack.allowedOrigins lists other frontend origins, e.g. "
+                f'["https://app.example.com"] (or none); "*" and plain http are refused: {bad}'
+            )
+        return origins
+
+    @field_validator("operator_cidrs")
+    @classmethod
+    def _check_operator_cidrs(cls, cidrs: tuple[str, ...]) -> tuple[str, ...]:
+        for cidr in cidrs:
             try:
                 network = ipaddress.ip_network(cidr)
             except ValueError as error:
@@ -110,23 +145,35 @@ class StackConfig:
                     "traffic only through CloudFront; list your own addresses, e.g. "
                     '["203.0.113.7/32"]'
                 )
+        return cidrs
 
-    def _check_front_door(self) -> None:
-        if self.domain_name and not DOMAIN_NAME.match(self.domain_name):
+    @field_validator("domain_name")
+    @classmethod
+    def _check_domain_name(cls, domain: str) -> str:
+        if domain and not DOMAIN_NAME.match(domain):
             raise ValueError(
-                f"cvstack.domainName {self.domain_name!r} is not a lower-case DNS name like "
+                f"cvstack.domainName {domain!r} is not a lower-case DNS name like "
                 '"vision.example.com"'
             )
+        return domain
+
+    @field_validator("certificate_arn")
+    @classmethod
+    def _check_certificate_arn(cls, arn: str) -> str:
+        if arn and not CERTIFICATE_ARN.match(arn):
+            raise ValueError(
+                f"cvstack.certificateArn {arn!r} is not an ACM certificate in us-east-1 "
+                "(CloudFront uses certificates from us-east-1 only); request or import it "
+                "there: arn:aws:acm:us-east-1:<account>:certificate/<id>"
+            )
+        return arn
+
+    @model_validator(mode="after")
+    def _check_together(self) -> Self:
         if bool(self.domain_name) != bool(self.certificate_arn):
             raise ValueError(
                 "cvstack.domainName and certificateArn go together: CloudFront serves a custom "
                 "domain only with an ACM certificate for it; set both or neither"
-            )
-        if self.certificate_arn and not CERTIFICATE_ARN.match(self.certificate_arn):
-            raise ValueError(
-                f"cvstack.certificateArn {self.certificate_arn!r} is not an ACM certificate in "
-                "us-east-1 (CloudFront uses certificates from us-east-1 only); request or import "
-                "it there: arn:aws:acm:us-east-1:<account>:certificate/<id>"
             )
         if bool(self.hosted_zone_id) != bool(self.hosted_zone_name) or (
             self.hosted_zone_id and not self.domain_name
@@ -135,10 +182,8 @@ class StackConfig:
                 "cvstack.hostedZoneId and hostedZoneName go together, and with domainName: set "
                 "all three for Route 53 alias records, or leave the zone empty"
             )
-        if self.price_class not in PRICE_CLASSES:
-            raise ValueError(
-                f"cvstack.priceClass must be one of {list(PRICE_CLASSES)}, not {self.price_class!r}"
-            )
+        self._check_zones()
+        return self
 
     def _check_zones(self) -> None:
         bad = [
@@ -179,38 +224,65 @@ class StackConfig:
 
     @classmethod
     def from_context(cls, context: Mapping[str, Any]) -> StackConfig:
-        """Build from `context["cvstack"]` (camelCase keys); unknown keys are an error."""
+        """Build from `context["cvstack"]` (camelCase keys only); every problem is reported."""
         raw = context.get(CONTEXT_KEY, {})
         if not isinstance(raw, Mapping):
-            raise ValueError(f"cdk.json context {CONTEXT_KEY!r} must be an object")
-        removed = sorted(set(raw) & set(REMOVED_KEYS))
-        if removed:
             raise ValueError(
-                f"cdk.json context cvstack.{removed[0]} was removed: {REMOVED_KEYS[removed[0]]}"
+                f"cdk.json context {CONTEXT_KEY!r} must be an object, got {_json(raw)}; {HELP}"
             )
-        known = {_camel(f.name): f.name for f in fields(cls)}
-        unknown = sorted(set(raw) - set(known))
-        if unknown:
-            raise ValueError(
-                f"unknown cdk.json context keys cvstack.{unknown}; known: {sorted(known)}"
-            )
-        defaults = cls()
-        values: dict[str, Any] = {}
-        for key, raw_value in raw.items():
-            name = known[key]
-            default = getattr(defaults, name)
-            value = tuple(raw_value) if isinstance(raw_value, list) else raw_value
-            expected = (int, float) if isinstance(default, float) else type(default)
-            if not isinstance(value, expected) or isinstance(value, bool) != isinstance(
-                default, bool
-            ):
-                raise ValueError(
-                    f"cdk.json context cvstack.{key} must be like {default!r}, got {value!r}"
-                )
-            values[name] = value
-        return cls(**values)
+        try:
+            return cls.model_validate(raw, by_alias=True, by_name=False)
+        except ValidationError as error:
+            lines = _problems(error, raw)
+        if len(lines) == 1:
+            raise ValueError(f"{lines[0]}\n({HELP})")
+        listed = "".join(f"\n  - {line}" for line in lines)
+        raise ValueError(f"cdk.json context cvstack has {len(lines)} problems:{listed}\n({HELP})")
 
 
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.capitalize() for part in rest)
+def _problems(error: ValidationError, raw: Mapping[str, Any]) -> list[str]:
+    """One line per problem; the unknown keys together, with the nearest known key."""
+    details = error.errors()
+    lines = [_problem(d, raw) for d in details if d["type"] != "extra_forbidden"]
+    unknown = sorted(str(d["loc"][0]) for d in details if d["type"] == "extra_forbidden")
+    if unknown:
+        known = sorted(str(f.alias) for f in StackConfig.model_fields.values())
+        hints = [
+            f"{key} -> {close[0]}?"
+            for key in unknown
+            if (close := difflib.get_close_matches(key, known, n=1, cutoff=0.6))
+        ]
+        guess = f" (did you mean: {', '.join(hints)})" if hints else ""
+        lines.append(
+            f"unknown cdk.json context keys cvstack.{unknown}{guess}: rename or delete them; "
+            f"known: {known}"
+        )
+    return lines
+
+
+def _problem(detail: ErrorDetails, raw: Mapping[str, Any]) -> str:
+    if detail["type"] == "value_error":
+        return str(detail.get("ctx", {}).get("error", detail["msg"]))
+    key = str(detail["loc"][0])
+    value = raw.get(key, detail["input"])
+    if detail["type"] == "greater_than":
+        return f"cdk.json context cvstack.{key} must be positive, got {_json(value)}"
+    if detail["type"] == "greater_than_equal":
+        return f"cdk.json context cvstack.{key} must not be negative, got {_json(value)}"
+    if detail["type"] == "literal_error":
+        expected = detail.get("ctx", {}).get("expected")
+        return f"cdk.json context cvstack.{key} must be one of {expected}, got {_json(value)}"
+    field = next(f for f in StackConfig.model_fields.values() if f.alias == key)
+    default = field.default
+    kind = KINDS.get(type(default), "a list of strings")
+    return (
+        f"cdk.json context cvstack.{key} must be like {_json(default)} ({kind}), got {_json(value)}"
+    )
+
+
+def _json(value: object) -> str:
+    """A value as cdk.json spells it."""
+    try:
+        return json.dumps(list(value) if isinstance(value, tuple) else value)
+    except TypeError:
+        return repr(value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from infra_cdk.app import cdk_json_context
 from infra_cdk.config import StackConfig
@@ -13,7 +14,7 @@ from tests.infra.conftest import CERTIFICATE_ARN
 
 def test_cdk_json_lists_every_setting_with_the_coded_default() -> None:
     assert StackConfig.from_context(cdk_json_context()) == StackConfig()
-    assert len(cdk_json_context()["cvstack"]) == len(StackConfig.__dataclass_fields__)
+    assert len(cdk_json_context()["cvstack"]) == len(StackConfig.model_fields)
 
 
 @pytest.mark.parametrize(
@@ -51,7 +52,7 @@ def test_cdk_json_lists_every_setting_with_the_coded_default() -> None:
             {"sessionSecretName": "cvstack/session-token-secret"},
             "cvstack.sessionSecretName was removed: the session secret's name is now generated",
         ),
-        ({"terminationProtection": 1}, "cvstack.terminationProtection must be like False"),
+        ({"terminationProtection": 1}, "cvstack.terminationProtection must be like false"),
         ({"idleMinutes": True}, "cvstack.idleMinutes must be like 15"),
         ({"availabilityZone": "euw1-az1"}, "are not availability zone names"),
         (
@@ -109,3 +110,61 @@ def test_zone_and_termination_protection_settings() -> None:
         }
     )
     assert (config.instance_zone, config.termination_protection) == ("us-west-2-lax-1a", True)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (
+            {"idleMinuts": 10},
+            "unknown cdk.json context keys cvstack.['idleMinuts'] (did you mean: idleMinuts -> "
+            "idleMinutes?): rename or delete them",
+        ),
+        (
+            {"idle_minutes": 10},
+            "cvstack.['idle_minutes'] (did you mean: idle_minutes -> idleMinutes?)",
+        ),
+        ({"rootVolumeGib": 0}, "cdk.json context cvstack.rootVolumeGib must be positive, got 0"),
+        ({"bootGraceMinutes": -1}, "cvstack.bootGraceMinutes must not be negative, got -1"),
+        ({"dailyBudgetGpuHours": "4"}, 'dailyBudgetGpuHours must be like 4.0 (a number), got "4"'),
+        ({"idleMinutes": 2.5}, "cvstack.idleMinutes must be like 15 (a whole number), got 2.5"),
+        (
+            {"allowedOrigins": "https://app.example.com"},
+            'cvstack.allowedOrigins must be like [] (a list of strings), got "https://app.',
+        ),
+        (
+            {"operatorCidrs": ["203.0.113.7/32", 7]},
+            'cvstack.operatorCidrs must be like [] (a list of strings), got ["203.0.113.7/32", 7]',
+        ),
+        ({"domainName": 7}, 'cvstack.domainName must be like "" (a string), got 7'),
+    ],
+)
+def test_unknown_keys_and_wrong_types_name_the_key_and_the_value(
+    settings: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError) as error:
+        StackConfig.from_context({"cvstack": settings})
+    assert message in str(error.value)
+    assert "cdk.json lists every key with its default" in str(error.value)
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    with pytest.raises(ValueError) as error:
+        StackConfig.from_context(
+            {"cvstack": {"idleMinutes": "15", "priceClass": "PriceClass_50", "instanceTyp": "x"}}
+        )
+    lines = str(error.value).splitlines()
+    assert lines[0] == "cdk.json context cvstack has 3 problems:"
+    assert [line.split(" must ")[0] for line in lines[1:3]] == [
+        "  - cdk.json context cvstack.idleMinutes",
+        "  - cdk.json context cvstack.priceClass",
+    ]
+    assert lines[3].startswith("  - unknown cdk.json context keys cvstack.['instanceTyp']")
+
+
+def test_the_context_must_be_an_object_and_the_config_is_frozen() -> None:
+    with pytest.raises(ValueError, match=r"cdk\.json context 'cvstack' must be an object, got"):
+        StackConfig.from_context({"cvstack": ["idleMinutes"]})
+    with pytest.raises(ValidationError, match="frozen"):
+        StackConfig().idle_minutes = 1  # type: ignore[misc]
+    assert StackConfig(idle_minutes=20).idle_minutes == 20
