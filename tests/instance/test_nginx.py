@@ -32,6 +32,7 @@ from tests.instance.conftest import (
     require_tool,
     running_nginx,
 )
+from tests.tls_websocket import serialized
 
 SECURITY_HEADERS = (
     "Strict-Transport-Security",
@@ -177,7 +178,7 @@ def test_request_bodies_over_the_frame_limit_are_refused(nginx_front: NginxFront
 def test_wss_session_through_nginx_with_the_self_signed_certificate(
     nginx_front: NginxFront,
 ) -> None:
-    with connect(nginx_front.wss, ssl=nginx_front.tls(), max_size=None) as connection:
+    with connect(nginx_front.wss, ssl=serialized(nginx_front.tls()), max_size=None) as connection:
         client = Client(connection)
         assert client.receive()["state"] == "waiting"
         client.start(use_yolo=True)
@@ -222,7 +223,7 @@ def test_websocket_upgrade_keeps_the_forwarding_headers(tmp_path: Path) -> None:
         with running_nginx(tmp_path, backend_port, MAX_FRAME_BYTES) as site:
             tls = ssl.create_default_context(cafile=str(site.tls_dir / "fullchain.pem"))
             url = f"wss://127.0.0.1:{site.https_port}/ws/inference"
-            with connect(url, ssl=tls) as connection:
+            with connect(url, ssl=serialized(tls)) as connection:
                 received = {k.lower(): v for k, v in json.loads(connection.recv(10)).items()}
         echo.shutdown()
     assert received["host"] == f"127.0.0.1:{site.https_port}"  # the client's, with its port

@@ -32,6 +32,7 @@ from tests.instance.conftest import (
     Upstream,
     running_nginx,
 )
+from tests.tls_websocket import serialized
 
 OTHER_CLIENT = "127.0.0.2"  # loopback too: a second client address on the same machine
 SLACK_S = 4.0  # on top of a timeout before a test calls it missing (the machine may be busy)
@@ -66,7 +67,7 @@ class Front:
         return connect(
             self.url(path),
             sock=self.socket_from(source),
-            ssl=self.tls(),
+            ssl=serialized(self.tls()),
             server_hostname="127.0.0.1",
             ping_interval=None,
             max_size=None,

@@ -36,6 +36,7 @@ from tests.rehearsal.harness import (
     instance_tls_context,
     wait_ready,
 )
+from tests.tls_websocket import serialized
 
 pytestmark = [pytest.mark.rehearsal, pytest.mark.timeout(900)]
 
@@ -109,7 +110,7 @@ def websocket_reply(context: ssl.SSLContext, origin: str, token: str) -> dict[st
     """The first message of `/ws/inference` through nginx, for a page on `origin`."""
     with connect(
         f"wss://{INSTANCE_ADDRESS}/ws/inference?token={token}",
-        ssl=context,
+        ssl=serialized(context),
         origin=Origin(origin),
         open_timeout=10,
     ) as websocket:
