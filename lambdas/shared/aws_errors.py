@@ -11,6 +11,8 @@ THROTTLING_CODES = frozenset(
 )
 CAPACITY_CODES = frozenset({"InsufficientInstanceCapacity", "InsufficientCapacity"})
 PERMISSION_CODES = frozenset({"UnauthorizedOperation", "AccessDenied", "AccessDeniedException"})
+# Auto Scaling: another change to the group is under way (a scaling activity, another call).
+CONTENTION_CODES = frozenset({"ResourceContention", "ScalingActivityInProgress"})
 MISSING_INSTANCE_CODES = frozenset({"InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"})
 
 
@@ -40,6 +42,13 @@ def aws_call_error(error: ClientError | BotoCoreError, action: str) -> AwsCallEr
             "AWS has no spare GPU capacity for this instance type in its availability zone "
             "right now; retry in a minute or two",
             60,
+        )
+    if code in CONTENTION_CODES:
+        return AwsCallError(
+            "fleet_busy",
+            f"the Auto Scaling group is being changed right now ({action}: {code}); "
+            "retry in a few seconds",
+            5,
         )
     if code in PERMISSION_CODES:
         return AwsCallError(

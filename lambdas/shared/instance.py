@@ -50,7 +50,7 @@ def describe_instance(ec2: EC2Client, instance_id: str) -> InstanceInfo:
         )
     tags = {t.get("Key"): t.get("Value", "") for t in instance.get("Tags", [])}
     return InstanceInfo(
-        instance_id, state, instance["LaunchTime"], _parse_time(tags.get(LAST_START_TAG))
+        instance_id, state, instance["LaunchTime"], parse_time(tags.get(LAST_START_TAG))
     )
 
 
@@ -65,7 +65,7 @@ def record_start(ec2: EC2Client, instance_id: str, now: datetime) -> None:
         raise aws_call_error(error, "ec2:CreateTags") from error
 
 
-def _parse_time(value: str | None) -> datetime | None:
+def parse_time(value: str | None) -> datetime | None:
     """A tag's ISO 8601 time; None when absent or not a time (a hand-edited tag)."""
     try:
         parsed = datetime.fromisoformat(value) if value else None

@@ -14,21 +14,33 @@ if TYPE_CHECKING:
 
 NAMESPACE = "cvstack"
 DIMENSION = "InstanceId"
+# Fleet mode: metrics about the whole Auto Scaling group carry this dimension instead.
+FLEET_DIMENSION = "AutoScalingGroupName"
 # Published by the backend every minute: WebSocket inference sessions open now.
 ACTIVE_SESSIONS = "ActiveSessions"
 # Published by idle_stop every minute: 1 while the instance is running, else 0.
 INSTANCE_RUNNING = "InstanceRunning"
+# Fleet mode, published by idle_stop every minute: how many of the group's instances run
+# (serving, draining or being initialised for the warm pool: all billed).
+INSTANCES_RUNNING = "InstancesRunning"
 
 
-def put_count(cloudwatch: CloudWatchClient, instance_id: str, name: str, value: float) -> None:
-    """Publish one datapoint of `name` for the instance."""
+def put_count(
+    cloudwatch: CloudWatchClient,
+    instance_id: str,
+    name: str,
+    value: float,
+    *,
+    dimension: str = DIMENSION,
+) -> None:
+    """Publish one datapoint of `name` for the instance (or the group, by `dimension`)."""
     try:
         cloudwatch.put_metric_data(
             Namespace=NAMESPACE,
             MetricData=[
                 {
                     "MetricName": name,
-                    "Dimensions": [{"Name": DIMENSION, "Value": instance_id}],
+                    "Dimensions": [{"Name": dimension, "Value": instance_id}],
                     "Value": value,
                     "Unit": "Count",
                 }
@@ -47,13 +59,15 @@ def minute_values(
     start: datetime,
     end: datetime,
     period_s: int = 60,
+    dimension: str = DIMENSION,
 ) -> dict[datetime, float]:
-    """`statistic` of `name` per `period_s` bucket (keyed by its start) from `start` to `end`."""
+    """`statistic` of `name` per `period_s` bucket (keyed by its start) from `start` to `end`,
+    for the instance (or the group, by `dimension`)."""
     try:
         points = cloudwatch.get_metric_statistics(
             Namespace=NAMESPACE,
             MetricName=name,
-            Dimensions=[{"Name": DIMENSION, "Value": instance_id}],
+            Dimensions=[{"Name": dimension, "Value": instance_id}],
             StartTime=start,
             EndTime=end,
             Period=period_s,

@@ -8,9 +8,15 @@ disagree on a name, and a value the Lambda would refuse fails synth instead of a
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Self
+from typing import Annotated, ClassVar, Literal, Self
 
-from pydantic import BeforeValidator, Field, StringConstraints, ValidationError
+from pydantic import (
+    BeforeValidator,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 SET_BY_THE_STACK = (
@@ -97,8 +103,10 @@ def problems(error: ValidationError) -> list[str]:
     """One line per bad variable: its name, its value and what was wrong."""
     lines = []
     for detail in error.errors():
-        name = detail["loc"][0] if detail["loc"] else "?"
-        if detail["type"] == "missing":
+        name = detail["loc"][0] if detail["loc"] else None
+        if name is None:
+            lines.append(str(detail["ctx"]["error"]) if "ctx" in detail else detail["msg"])
+        elif detail["type"] == "missing":
             lines.append(f"environment variable {name} is not set")
         elif detail["type"] == "string_too_short":
             lines.append(f"environment variable {name} is empty")
@@ -107,10 +115,34 @@ def problems(error: ValidationError) -> list[str]:
     return lines
 
 
-class InstanceSettings(LambdaSettings):
-    """What every function needs: the GPU instance."""
+Stripped = Annotated[str, StringConstraints(strip_whitespace=True)]
 
-    instance_id: NonEmpty = Field(alias="INSTANCE_ID")
+
+class InstanceSettings(LambdaSettings):
+    """What every function needs: the mode, and the GPU instance (single mode, the default) or
+    the Auto Scaling group (fleet mode)."""
+
+    mode: Literal["single", "fleet"] = Field(default="single", alias="MODE")
+    instance_id: Stripped = Field(default="", alias="INSTANCE_ID")
+    fleet_group_name: Stripped = Field(default="", alias="FLEET_GROUP_NAME")
+
+    @model_validator(mode="after")
+    def _target_of_the_mode(self) -> Self:
+        """Single mode needs INSTANCE_ID, fleet mode FLEET_GROUP_NAME; neither takes both."""
+        targets = {
+            "single": ("INSTANCE_ID", self.instance_id),
+            "fleet": ("FLEET_GROUP_NAME", self.fleet_group_name),
+        }
+        wanted, value = targets[self.mode]
+        other, other_value = targets["fleet" if self.mode == "single" else "single"]
+        if not value:
+            raise ValueError(f"environment variable {wanted} is not set (MODE={self.mode})")
+        if other_value:
+            raise ValueError(
+                f"environment variable {other}={other_value!r} is set, but MODE={self.mode} "
+                f"uses {wanted} only"
+            )
+        return self
 
 
 class ApiSettings(InstanceSettings):

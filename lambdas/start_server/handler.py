@@ -12,6 +12,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from lambdas.shared.api_response import ApiAnswer, serve_api_request
 from lambdas.shared.aws_errors import AwsCallError, aws_call_error
+from lambdas.start_server.fleet import FleetStartConfig, start_fleet
 from lambdas.start_server.logic import StartConfig, start_server
 from lambdas.start_server.settings import StartServerSettings
 
@@ -33,7 +34,30 @@ def handler(event: object, context: object) -> dict[str, object]:
 
 
 def _start(settings: StartServerSettings) -> ApiAnswer:
-    answer = start_server(
+    answer = _start_fleet(settings) if settings.mode == "fleet" else _start_single(settings)
+    logger.info("start answered", extra={"status": answer.status_code, **_loggable(answer.body)})
+    return answer
+
+
+def _start_fleet(settings: StartServerSettings) -> ApiAnswer:
+    return start_fleet(
+        boto3.client("autoscaling"),
+        boto3.client("cloudwatch"),
+        FleetStartConfig(
+            group_name=settings.fleet_group_name,
+            endpoint_host=settings.endpoint_host,
+            daily_budget_gpu_hours=settings.daily_budget_gpu_hours,
+            boot_estimate_s=settings.boot_estimate_s,
+            launch_estimate_s=settings.fleet_launch_estimate_s,
+            token_ttl_s=settings.token_ttl_s,
+        ),
+        secret=_session_secret(settings.session_secret_arn),
+        now=datetime.now(UTC),
+    )
+
+
+def _start_single(settings: StartServerSettings) -> ApiAnswer:
+    return start_server(
         boto3.client("ec2"),
         boto3.client("cloudwatch"),
         StartConfig(
@@ -46,8 +70,6 @@ def _start(settings: StartServerSettings) -> ApiAnswer:
         secret=_session_secret(settings.session_secret_arn),
         now=datetime.now(UTC),
     )
-    logger.info("start answered", extra={"status": answer.status_code, **_loggable(answer.body)})
-    return answer
 
 
 @cache

@@ -62,7 +62,7 @@ def start_server(
     if state == "stopped":
         used_h = gpu_hours_today(cloudwatch, config.instance_id, now)
         if used_h >= config.daily_budget_gpu_hours:
-            return _budget_refusal(used_h, config.daily_budget_gpu_hours, now)
+            return budget_refusal(used_h, config.daily_budget_gpu_hours, now)
         record_start(ec2, config.instance_id, now)
         state, uptime_s = _start(ec2, config.instance_id), 0.0
     elif state in {"pending", "running"}:
@@ -113,7 +113,8 @@ def _start(ec2: EC2Client, instance_id: str) -> str:
     return changes[0]["CurrentState"]["Name"] if changes else "pending"
 
 
-def _budget_refusal(used_h: float, budget_h: float, now: datetime) -> ApiAnswer:
+def budget_refusal(used_h: float, budget_h: float, now: datetime) -> ApiAnswer:
+    """429 until 00:00 UTC: today's GPU hours reached the budget."""
     tomorrow = (now.astimezone(UTC) + timedelta(days=1)).replace(
         hour=0, minute=0, second=0, microsecond=0
     )

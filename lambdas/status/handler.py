@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
 import boto3
 
 from lambdas.shared.api_response import ApiAnswer, serve_api_request
+from lambdas.status.fleet import fleet_status
 from lambdas.status.logic import instance_status
 from lambdas.status.settings import StatusSettings
 
@@ -28,12 +30,24 @@ def handler(event: object, context: object) -> dict[str, object]:
 
 
 def _status(settings: StatusSettings) -> ApiAnswer:
-    body = instance_status(
-        boto3.client("ec2"),
-        settings.instance_id,
-        settings.endpoint_host,
-        scheme=settings.ready_scheme,
-        timeout_s=settings.ready_timeout_s,
-    )
+    if settings.mode == "fleet":
+        body = fleet_status(
+            boto3.client("autoscaling"),
+            boto3.client("cloudwatch"),
+            settings.fleet_group_name,
+            settings.endpoint_host,
+            sessions_per_instance=settings.sessions_per_instance,
+            scheme=settings.ready_scheme,
+            timeout_s=settings.ready_timeout_s,
+            now=datetime.now(UTC),
+        )
+    else:
+        body = instance_status(
+            boto3.client("ec2"),
+            settings.instance_id,
+            settings.endpoint_host,
+            scheme=settings.ready_scheme,
+            timeout_s=settings.ready_timeout_s,
+        )
     logger.info("status answered", extra={"state": body["state"], "ready": body["ready"]})
     return ApiAnswer(200, body)

@@ -6,13 +6,15 @@ from typing import Literal
 
 from pydantic import Field
 
-from lambdas.shared.settings import ApiSettings, PositiveFloat
+from lambdas.shared.settings import ApiSettings, PositiveFloat, PositiveInt
 
 
 class StatusSettings(ApiSettings):
     """How /ready is probed: through the front door over https, with a short timeout (the
-    tests probe a loopback server over http)."""
+    tests probe a loopback server over http); in fleet mode, the sessions one instance serves
+    (the backend's CVSTACK_MAX_SESSIONS), for the free slots."""
 
     function = "status"
     ready_scheme: Literal["https", "http"] = Field(default="https", alias="READY_SCHEME")
     ready_timeout_s: PositiveFloat = Field(default=2.0, alias="READY_TIMEOUT_S")
+    sessions_per_instance: PositiveInt = Field(default=4, alias="SESSIONS_PER_INSTANCE")

@@ -1,0 +1,61 @@
+"""/status in fleet mode: the group's sizes, its sessions and free slots, and whether the
+backend answers /ready through the front door."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from lambdas.shared.fleet import AutoScalingClient, FleetState, describe_fleet, latest_sessions
+from lambdas.status.logic import check_ready
+
+if TYPE_CHECKING:
+    from mypy_boto3_cloudwatch import CloudWatchClient
+
+
+def fleet_status(
+    autoscaling: AutoScalingClient,
+    cloudwatch: CloudWatchClient,
+    group_name: str,
+    endpoint_host: str,
+    *,
+    sessions_per_instance: int,
+    scheme: str,
+    timeout_s: float,
+    now: datetime,
+) -> dict[str, object]:
+    """The /status body: `ready` once an instance is in service and /ready answers 200 (the
+    load balancer routes the probe to a healthy instance)."""
+    fleet = describe_fleet(autoscaling, group_name)
+    sessions = latest_sessions(cloudwatch, fleet.in_service, now) if fleet.in_service else {}
+    open_sessions = round(sum(sessions.values()))
+    capacity = len(fleet.in_service) * sessions_per_instance
+    body: dict[str, object] = {
+        "state": fleet_state(fleet),
+        "endpoint": f"wss://{endpoint_host}/ws/inference",
+        "ready": False,
+        "backend": None,
+        "fleet": {
+            **fleet.summary(),
+            "sessions": open_sessions,
+            "sessions_reported_by": len(sessions),
+            "capacity": capacity,
+            "free_slots": max(0, capacity - open_sessions),
+        },
+    }
+    if fleet.in_service:
+        check = check_ready(endpoint_host, scheme=scheme, timeout_s=timeout_s)
+        body.update(ready=check.ready, backend=asdict(check))
+    return body
+
+
+def fleet_state(fleet: FleetState) -> str:
+    """The fleet in the words single mode uses for its instance, so the page needs no change:
+    running (an instance in service), pending (on its way), stopping (at zero, instances still
+    leaving) or stopped."""
+    if fleet.in_service:
+        return "running"
+    if fleet.desired > 0:
+        return "pending"
+    return "stopping" if fleet.members else "stopped"
