@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import boto3
 
+from lambdas.idle_stop.fleet import check_fleet_idle
 from lambdas.idle_stop.logic import check_idle
 from lambdas.idle_stop.policy import IdlePolicy
 from lambdas.idle_stop.settings import IdleStopSettings
@@ -33,13 +34,23 @@ def handler(event: object, context: object) -> dict[str, object]:
         idle_minutes=settings.idle_minutes, boot_grace_minutes=settings.boot_grace_minutes
     )
     try:
-        report = check_idle(
-            boto3.client("ec2"),
-            boto3.client("cloudwatch"),
-            settings.instance_id,
-            policy,
-            now=datetime.now(UTC),
-        )
+        if settings.mode == "fleet":
+            report = check_fleet_idle(
+                boto3.client("autoscaling"),
+                boto3.client("ec2"),
+                boto3.client("cloudwatch"),
+                settings.fleet_group_name,
+                policy,
+                now=datetime.now(UTC),
+            )
+        else:
+            report = check_idle(
+                boto3.client("ec2"),
+                boto3.client("cloudwatch"),
+                settings.instance_id,
+                policy,
+                now=datetime.now(UTC),
+            )
     except AwsCallError as failure:
         logger.error("idle check failed", extra={"code": failure.code, "error": failure.message})
         raise
