@@ -17,6 +17,7 @@ from backend.cli_support import fail, port_number
 from backend.core.config import Settings
 from backend.model_prep.manifest import ManifestError, load_manifest
 from backend.paths import state_dir
+from backend.session.drain import DrainFileError, check_drain_file
 from backend.triton_server.install import TritonLaunchError
 from backend.triton_server.local_server import LocalTritonServer, ServerAddress
 from backend.triton_server.repository import render_repository
@@ -46,10 +47,11 @@ def _settings(**overrides: Any) -> Settings:
 def _serve(args: argparse.Namespace) -> int:
     try:
         settings = _settings(host=args.host, port=args.port)
+        check_drain_file(settings.drain_file)
         load_manifest(settings.models_dir)
     except ValidationError as exc:
         return fail(f"invalid settings: {_first_problem(exc)}")
-    except ManifestError as exc:
+    except (ManifestError, DrainFileError) as exc:
         return fail(str(exc))
     _run_uvicorn(settings)
     return 0

@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     queue_status_interval_s: float = Field(1.0, gt=0)
     frame_queue_size: int = Field(1, ge=1, le=32)
     ping_interval_s: float = Field(15.0, gt=0)
+    # Fleet mode: while this file exists, no new sessions (backend/session/drain.py); unset:
+    # never draining. In production /run/cvstack-fleet/drain, written by the fleet agent.
+    drain_file: Path | None = None
 
     # Connection limits, enforced below the app (backend/api/connection_limits.py)
     max_connections: int = Field(1000, ge=8, le=1_000_000)
@@ -108,6 +111,16 @@ class Settings(BaseSettings):
             if error := allowlist_error(entry):
                 raise ValueError(f"CVSTACK_ALLOWED_ORIGINS: {error}")
         return origins
+
+    @field_validator("drain_file")
+    @classmethod
+    def _drain_file_is_absolute(cls, path: Path | None) -> Path | None:
+        """Only the form here: the folder is checked where the backend runs (Runtime.start)."""
+        if path is not None and not path.is_absolute():
+            raise ValueError(
+                f"CVSTACK_DRAIN_FILE={path} must be an absolute path, e.g. /run/cvstack-fleet/drain"
+            )
+        return path
 
     @model_validator(mode="after")
     def _llm_is_complete(self) -> Settings:

@@ -25,6 +25,11 @@ class BackendMetrics:
             "cvstack_waiting_sessions", "Sessions waiting for a slot", registry=r
         )
         self.connections = Gauge("cvstack_connections", "Open WebSocket connections", registry=r)
+        self.draining = Gauge(
+            "cvstack_draining",
+            "1 while the drain file exists: no new sessions, live ones run on (fleet scale-in)",
+            registry=r,
+        )
         self.frames = Counter(
             "cvstack_frames", "Frames processed, by pipeline stage", ["stage"], registry=r
         )

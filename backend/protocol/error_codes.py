@@ -48,6 +48,7 @@ class ErrorCode(StrEnum):
     OCR_FAILED = "ocr_failed"
     # Fatal: the server closes the connection next.
     SERVER_BUSY = "server_busy"
+    DRAINING = "draining"
     TOKEN_MISSING = "token_missing"
     TOKEN_MALFORMED = "token_malformed"
     TOKEN_INVALID = "token_invalid"

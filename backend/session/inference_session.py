@@ -40,6 +40,7 @@ from backend.protocol.server_messages import (
     queue_status,
 )
 from backend.session.admission import AdmissionTimeoutError
+from backend.session.drain import DRAINING_MESSAGE
 from backend.session.frame_queue import LatestFrameQueue, QueuedFrame
 from backend.session.message_rate import MessageRate
 from backend.session.runtime import Runtime
@@ -55,6 +56,10 @@ REPLACE_WAIT_S = 1.0
 
 class _ClientGoneError(Exception):
     """The client went away."""
+
+
+class _DrainingError(Exception):
+    """The server started draining while this session waited for a slot."""
 
 
 class InferenceSession:
@@ -202,9 +207,14 @@ class InferenceSession:
             await self.reject(
                 ErrorCode.SERVER_BUSY,
                 f"no processing slot became free within {self.settings.max_wait_s:.0f} s; "
-                "try again later",
+                "try again later: reconnect (the page does so by itself), and in a fleet the "
+                "load balancer may place the new session on another instance",
                 close_code=TRY_AGAIN_LATER,
             )
+            return
+        except _DrainingError:
+            metrics.errors.labels(ErrorCode.DRAINING).inc()
+            await self.reject(ErrorCode.DRAINING, DRAINING_MESSAGE, close_code=TRY_AGAIN_LATER)
             return
         finally:
             metrics.waiting_sessions.dec()
@@ -359,6 +369,9 @@ class InferenceSession:
         self.frames.clear()
 
     async def _send_waiting(self, position: int) -> None:
+        """Each queue update; while draining nobody waits here (the gate drops the ticket)."""
+        if self.runtime.drain.draining():
+            raise _DrainingError
         gate = self.runtime.gate
         await self.send(queue_status("waiting", gate.active, gate.waiting, position=position))
 

@@ -21,6 +21,7 @@ from backend.pipeline.config import PipelineConfig
 from backend.pipeline.multimodal import PipelineParts
 from backend.security.live_tokens import LiveTokens
 from backend.session.admission import AdmissionGate
+from backend.session.drain import DrainSignal
 from backend.summaries.backlog import remove_orphans
 from backend.summaries.chat_model import build_chat_model
 from backend.triton_server.metrics import ModelCounters, read_model_counters
@@ -40,7 +41,7 @@ class ReplaceableSession(Protocol):
 
 @dataclass
 class Runtime:
-    """The shared Triton client, thread pools, OCR, LLM, admission gate and metrics.
+    """The shared Triton client, thread pools, OCR, LLM, admission gate, drain and metrics.
 
     `pipeline` is what each session's `SessionPipeline` is built from: the detectors over
     this Triton client, the pools, the metrics, the pipeline's config and the OCR service.
@@ -54,6 +55,7 @@ class Runtime:
     ocr: OcrService
     pipeline: PipelineParts
     gate: AdmissionGate
+    drain: DrainSignal
     live_tokens: LiveTokens[ReplaceableSession]
     metrics: BackendMetrics
     chat_model: BaseChatModel | None  # None: summaries come from the template
@@ -84,6 +86,8 @@ class Runtime:
         )
         ocr = OcrService.start(manifest, settings.models_dir, max_side=settings.ocr_max_side)
         metrics = BackendMetrics()
+        drain = DrainSignal(settings.drain_file)
+        metrics.draining.set_function(lambda: float(drain.draining()))
         llm_http = httpx.AsyncClient()
         runtime = cls(
             settings=settings,
@@ -102,6 +106,7 @@ class Runtime:
                 ocr=ocr,
             ),
             gate=AdmissionGate(settings.max_sessions),
+            drain=drain,
             live_tokens=LiveTokens(settings.sessions_per_token),
             metrics=metrics,
             chat_model=build_chat_model(settings, llm_http),

@@ -7,8 +7,11 @@ import { ErrorCode, FRAME_ERRORS as FRAME_ERROR_LIST } from "./error_codes.js";
 
 /** Errors about one frame: the session goes on, and that frame gets no result. */
 const FRAME_ERRORS = new Set(FRAME_ERROR_LIST);
-/** Fatal errors worth reconnecting after (a busy server, a token that a new /start renews). */
-const RETRYABLE_FATAL = new Set([ErrorCode.SERVER_BUSY, ErrorCode.TOKEN_EXPIRED]);
+/**
+ * Fatal errors worth reconnecting after: a busy server, a token that a new /start renews, and a
+ * fleet instance that is leaving (the next connection lands on another one: no backoff).
+ */
+const RETRYABLE_FATAL = new Set([ErrorCode.SERVER_BUSY, ErrorCode.TOKEN_EXPIRED, ErrorCode.DRAINING]);
 
 function queueText({ position, active_sessions: active, waiting_sessions: waiting }) {
   const place = position === undefined ? "" : `position ${position} in the queue, `;
@@ -164,6 +167,7 @@ export class InferenceConnection {
         this.#on.state("failed", `closed by the server (${this.#fatal})`);
         return;
       }
+      if (this.#fatal === ErrorCode.DRAINING) this.#attempt = 0;
       this.#reconnectLater(event.code);
     };
   }

@@ -32,6 +32,7 @@ export const ErrorCode = Object.freeze({
   OCR_UNAVAILABLE: "ocr_unavailable",
   OCR_FAILED: "ocr_failed",
   SERVER_BUSY: "server_busy",
+  DRAINING: "draining",
   TOKEN_MISSING: "token_missing",
   TOKEN_MALFORMED: "token_malformed",
   TOKEN_INVALID: "token_invalid",

@@ -1,15 +1,18 @@
-"""`/ws/inference`: checks origin and session token, then hands over to `InferenceSession`."""
+"""`/ws/inference`: refuses handshakes while draining, checks origin and session token, then
+hands over to `InferenceSession`."""
 
 from __future__ import annotations
 
 import time
 
 from fastapi import APIRouter, WebSocket
+from fastapi.responses import JSONResponse
 
 from backend.api.deps import WsRuntimeDep
 from backend.protocol.error_codes import ErrorCode
 from backend.security.origins import origin_allowed
 from backend.security.session_token import TokenError, verify_token
+from backend.session.drain import DRAINING_MESSAGE
 from backend.session.inference_session import POLICY_VIOLATION, InferenceSession
 
 router = APIRouter(tags=["inference"])
@@ -17,6 +20,13 @@ router = APIRouter(tags=["inference"])
 
 @router.websocket("/ws/inference")
 async def inference(websocket: WebSocket, runtime: WsRuntimeDep) -> None:
+    if runtime.drain.draining():
+        # An HTTP answer instead of the upgrade (the ASGI WebSocket denial response): a load
+        # balancer's or nginx's retry, or the page's reconnect, lands on another instance.
+        runtime.metrics.errors.labels(ErrorCode.DRAINING).inc()
+        body = {"error": {"code": ErrorCode.DRAINING, "message": DRAINING_MESSAGE}}
+        await websocket.send_denial_response(JSONResponse(body, status_code=503))
+        return
     await websocket.accept()
     session = InferenceSession(websocket, runtime)
     settings = runtime.settings
