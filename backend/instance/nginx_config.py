@@ -1,8 +1,8 @@
 """Render the instance's nginx site (`ami/nginx/cvstack.conf.j2`) for given ports.
 
-The image renders it with 80 (the CloudFront origin listener) and 443 (the operator's TLS
-listener) at bake time; the tests render the very same template on free high ports and run it in
-a real nginx.
+The image renders it with 80 (the CloudFront origin listener), 443 (the operator's TLS
+listener) and 8082 (the fleet load balancer's health checks) at bake time; the tests render the
+very same template on free high ports and run it in a real nginx.
 """
 
 from __future__ import annotations
@@ -23,6 +23,14 @@ LOG_DIR = Path("/var/log/nginx")
 MAX_TIMEOUT_S = 3600
 MAX_CONNECTIONS_PER_IP = 65535  # nginx refuses a larger limit_conn
 MAX_RATE = 100_000
+# Fleet mode: the load balancer's health checks GET /ready here, without the origin secret (a
+# health check cannot send headers); only the load balancer's security group reaches the port.
+HEALTH_PORT = 8082
+# Idle keep-alive on the listeners a proxy connects to (CloudFront, the fleet's load balancer):
+# longer than the load balancer's idle timeout (infra_cdk/fleet_load_balancer.py), so the proxy
+# always closes an idle connection first and never sends a request on one nginx is closing
+# (which it answers with 502). Viewers never reach these listeners directly.
+FRONT_DOOR_KEEPALIVE_S = 150
 
 
 @dataclass(frozen=True)
@@ -75,6 +83,7 @@ class NginxSite:
 
     origin_port: int = 80  # CloudFront's VPC origin: plain HTTP, the origin secret required
     https_port: int = 443  # the operator's access, self-signed TLS
+    health_port: int = HEALTH_PORT  # fleet mode's load balancer health checks, /ready only
     backend_port: int = 8080
     max_body_bytes: int = 2_000_000  # CVSTACK_MAX_FRAME_BYTES
     tls_dir: Path = TLS_DIR
@@ -94,6 +103,8 @@ def render_nginx_site(site: NginxSite) -> str:
     return environment.get_template(TEMPLATE.name).render(
         origin_port=site.origin_port,
         https_port=site.https_port,
+        health_port=site.health_port,
+        front_door_keepalive_s=FRONT_DOOR_KEEPALIVE_S,
         backend_port=site.backend_port,
         max_body_bytes=site.max_body_bytes,
         tls_dir=site.tls_dir,

@@ -210,6 +210,7 @@ def running_nginx(
     site = NginxSite(
         origin_port=ports.http_port,
         https_port=ports.grpc_port,
+        health_port=ports.metrics_port,
         backend_port=backend_port,
         max_body_bytes=max_body_bytes,
         tls_dir=prefix / "tls",
@@ -222,7 +223,7 @@ def running_nginx(
         write_origin_secret_map(origin_secret, site.origin_secret_dir)
     site_file = prefix / "cvstack.conf"
     site_file.write_text(render_nginx_site(site))
-    with nginx_serving(prefix, site_file, [site.https_port, site.origin_port]):
+    with nginx_serving(prefix, site_file, [site.https_port, site.origin_port, site.health_port]):
         yield site
 
 

@@ -22,7 +22,13 @@ from websockets.sync.client import connect
 from websockets.sync.server import ServerConnection, serve
 
 from backend.cli import main
-from backend.instance.nginx_config import ClientLimits, NginxSite, render_nginx_site
+from backend.instance.nginx_config import (
+    FRONT_DOOR_KEEPALIVE_S,
+    HEALTH_PORT,
+    ClientLimits,
+    NginxSite,
+    render_nginx_site,
+)
 from tests.backend.service.conftest import Client, jpeg_frame
 from tests.instance.conftest import (
     MAX_FRAME_BYTES,
@@ -59,13 +65,14 @@ def https_request(
 
 
 def test_production_rendering_passes_nginx_t(tmp_path: Path) -> None:
-    """Ports 80/443 and the origin secret's folder as the image renders them; only the
+    """Ports 80/443/8082 and the origin secret's folder as the image renders them; only the
     certificate folder is a test's (no map file: nginx starts without one, failing closed)."""
     nginx = require_tool("nginx")
     site = NginxSite(tls_dir=tmp_path / "tls")
     make_self_signed(site.tls_dir)
     text = render_nginx_site(site)
     assert "listen 80 default_server;" in text and "listen 443 ssl http2 default_server;" in text
+    assert f"listen {HEALTH_PORT} default_server;" in text
     assert "include /run/cvstack/nginx/*.map;" in text
     assert "real_ip_header X-Forwarded-For;" in text and "real_ip_recursive off;" in text
     assert "return 301" not in text and "acme" not in text
@@ -74,16 +81,22 @@ def test_production_rendering_passes_nginx_t(tmp_path: Path) -> None:
     assert text.count("proxy_set_header Host $http_host;") == 4
     assert "$host" not in text.replace("$http_host", "")
     # The defences of issue 11 with their production numbers (tests/instance/test_nginx_limits.py
-    # shows each one working), in both servers where they are per server.
+    # shows each one working), in every server where they are per server: the health listener
+    # (fleet mode's load balancer only, tests/instance/test_nginx_health.py) logs no requests
+    # and limits no client.
     limits = ClientLimits()
-    for directive in (
-        f"client_header_timeout {limits.header_timeout_s}s;",
-        "reset_timedout_connection on;",
-        f"limit_conn cvstack_conn {limits.connections_per_ip};",
-        "access_log /var/log/nginx/cvstack-access.log cvstack_access;",
-        "error_log /var/log/nginx/cvstack-error.log crit;",
+    for directive, servers in (
+        (f"client_header_timeout {limits.header_timeout_s}s;", 3),
+        ("reset_timedout_connection on;", 3),
+        (f"limit_conn cvstack_conn {limits.connections_per_ip};", 2),
+        ("access_log /var/log/nginx/cvstack-access.log cvstack_access;", 2),
+        ("error_log /var/log/nginx/cvstack-error.log crit;", 3),
     ):
-        assert text.count(directive) == 2, directive
+        assert text.count(directive) == servers, directive
+    # Idle keep-alive: the viewer's limit on the operator's listener; on the proxies' listeners
+    # (origin, health) longer than the fleet load balancer's idle timeout.
+    assert text.count(f"keepalive_timeout {limits.keepalive_timeout_s}s;") == 1
+    assert text.count(f"keepalive_timeout {FRONT_DOOR_KEEPALIVE_S}s;") == 2
     assert f"rate={limits.handshakes_per_s}r/s;" in text
     assert f"limit_req zone=cvstack_handshakes burst={limits.handshake_burst} nodelay;" in text
     assert f"proxy_read_timeout {limits.ws_idle_timeout_s}s;" in text
@@ -121,7 +134,7 @@ def test_the_cli_renders_tuned_limits_and_refuses_impossible_ones(
     assert main([*argv, "--connections-per-ip", "7", "--header-timeout-s", "4"]) == 0
     text = out.read_text()
     assert text.count("limit_conn cvstack_conn 7;") == 2
-    assert text.count("client_header_timeout 4s;") == 2
+    assert text.count("client_header_timeout 4s;") == 3  # the health listener too
     assert "listen 80 default_server;" in text and "/run/cvstack/nginx/*.map;" in text
     ports = ["--origin-port", "8081", "--origin-secret-dir", str(tmp_path / "secret")]
     assert main([*argv, *ports]) == 0
