@@ -7,7 +7,13 @@ from dataclasses import dataclass
 from botocore.exceptions import BotoCoreError, ClientError
 
 THROTTLING_CODES = frozenset(
-    {"Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException"}
+    {
+        "Throttling",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "ProvisionedThroughputExceededException",  # DynamoDB
+    }
 )
 CAPACITY_CODES = frozenset({"InsufficientInstanceCapacity", "InsufficientCapacity"})
 PERMISSION_CODES = frozenset({"UnauthorizedOperation", "AccessDenied", "AccessDeniedException"})

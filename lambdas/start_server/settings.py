@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Self
+from typing import Annotated, Self
 
 from pydantic import Field, model_validator
 
+from lambdas.shared.demand import MAX_WINDOW_S
 from lambdas.shared.settings import ApiSettings, NonEmpty, PositiveFloat, PositiveInt, Stripped
 
 
@@ -16,7 +17,8 @@ class StartServerSettings(ApiSettings):
 
     Fleet mode also sizes the group on demand: /start calls are counted per minute in the
     DEMAND_TABLE_NAME table, and those of the last DEMAND_WINDOW_S seconds, like the fleet's
-    sessions, need one instance per SESSIONS_PER_INSTANCE (the backend's CVSTACK_MAX_SESSIONS).
+    sessions, need one instance per SESSIONS_PER_INSTANCE (the backend's CVSTACK_MAX_SESSIONS);
+    the window is at most an hour (the table keeps each minute that long).
     """
 
     function = "start_server"
@@ -27,7 +29,9 @@ class StartServerSettings(ApiSettings):
     fleet_launch_estimate_s: PositiveInt = Field(default=330, alias="FLEET_LAUNCH_ESTIMATE_S")
     demand_table_name: Stripped = Field(default="", alias="DEMAND_TABLE_NAME")
     sessions_per_instance: PositiveInt = Field(default=4, alias="SESSIONS_PER_INSTANCE")
-    demand_window_s: PositiveInt = Field(default=600, alias="DEMAND_WINDOW_S")
+    demand_window_s: Annotated[int, Field(gt=0, le=MAX_WINDOW_S)] = Field(
+        default=600, alias="DEMAND_WINDOW_S"
+    )
 
     @model_validator(mode="after")
     def _demand_table_in_fleet_mode_only(self) -> Self:
