@@ -1,5 +1,6 @@
 """One scheduled idle check in fleet mode: publish how many of the group's instances run
-(the budget's GPU hours), and take the group to zero once the whole fleet is idle.
+(the budget's GPU hours), and take the group to zero once the whole fleet is idle: no
+session live or waiting on any instance, and no /start, for the idle limit.
 
 Desired capacity 0 never cuts a session: an instance with live sessions keeps itself
 protected from scale-in, and the termination lifecycle hook lets one that is leaving drain
@@ -15,12 +16,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from lambdas.idle_stop.policy import Activity, IdlePolicy
 from lambdas.shared.aws_errors import aws_call_error
-from lambdas.shared.fleet import (
-    AutoScalingClient,
-    describe_fleet,
-    fleet_session_minutes,
-    set_desired_capacity,
-)
+from lambdas.shared.fleet import AutoScalingClient, describe_fleet, set_desired_capacity
+from lambdas.shared.fleet_sessions import fleet_session_minutes
 from lambdas.shared.metrics import FLEET_DIMENSION, INSTANCES_RUNNING, put_count
 
 if TYPE_CHECKING:

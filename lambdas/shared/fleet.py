@@ -1,31 +1,24 @@
 """Fleet mode: the GPU fleet is one EC2 Auto Scaling group (min 0, max N, a warm pool of
-stopped instances). Read its state from Auto Scaling and its sessions from CloudWatch, record
-/start calls on the group and change its desired capacity.
+stopped instances). Read its state from Auto Scaling and its GPU hours from CloudWatch, record
+/start calls on the group and change its desired capacity (its sessions: fleet_sessions.py).
 
-Scaling itself is AWS's (target tracking on sessions per in-service instance); the Lambdas only
-take the group from zero to one (/start) and back to zero when the whole fleet is idle
-(idle_stop). docs/fleet.md describes the design.
+Scaling on load is AWS's (target tracking on sessions per in-service instance); the Lambdas
+only raise the group for the demand /start sees coming (never lower it) and take it to zero
+when the whole fleet is idle (idle_stop). docs/fleet.md describes the design.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from lambdas.shared.aws_errors import AwsCallError, aws_call_error
 from lambdas.shared.instance import LAST_START_TAG, parse_time
-from lambdas.shared.metrics import (
-    ACTIVE_SESSIONS,
-    DIMENSION,
-    FLEET_DIMENSION,
-    INSTANCES_RUNNING,
-    NAMESPACE,
-    minute_values,
-)
+from lambdas.shared.metrics import FLEET_DIMENSION, INSTANCES_RUNNING, minute_values
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudwatch import CloudWatchClient
@@ -36,8 +29,6 @@ AutoScalingClient = Any
 IN_SERVICE = "InService"
 # Lifecycle states of an instance on its way into service (a warm-pool start or a launch).
 ARRIVING_STATES = frozenset({"Pending", "Pending:Wait", "Pending:Proceed"})
-# At most this many instances per GetMetricData call (AWS's limit is 500 queries).
-MAX_QUERIES = 500
 
 
 @dataclass(frozen=True)
@@ -94,19 +85,12 @@ class FleetState:
 
 def describe_fleet(autoscaling: AutoScalingClient, group_name: str) -> FleetState:
     """The group and its warm pool; `AwsCallError` `fleet_missing` when the group is gone."""
-    groups = _call(
-        "DescribeAutoScalingGroups",
-        group_name,
-        lambda: autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[group_name]),
-    )
-    if not groups["AutoScalingGroups"]:
-        raise _fleet_missing(group_name)
+    group = _describe_group(autoscaling, group_name)
     warm = _call(
         "DescribeWarmPool",
         group_name,
         lambda: autoscaling.describe_warm_pool(AutoScalingGroupName=group_name),
     )
-    group = groups["AutoScalingGroups"][0]
     tags = {t.get("Key"): t.get("Value", "") for t in group.get("Tags", [])}
     warm_states = [i.get("LifecycleState", "") for i in warm.get("Instances", [])]
     return FleetState(
@@ -142,23 +126,19 @@ def record_fleet_start(autoscaling: AutoScalingClient, group_name: str, now: dat
         raise aws_call_error(error, "autoscaling:CreateOrUpdateTags") from error
 
 
-def scale_from_zero(autoscaling: AutoScalingClient, fleet: FleetState) -> int:
-    """Bring a group at zero to one instance; never lower a desired capacity above zero.
-
-    Only a group at zero is changed: nothing else raises it from zero (target tracking has no
-    in-service instance to measure), so concurrent /start calls all write the same 1 and none
-    can undo a scale-out. Returns the desired capacity afterwards.
-    """
-    if fleet.desired > 0:
-        return fleet.desired
+def check_can_start(fleet: FleetState) -> None:
+    """`AwsCallError` `fleet_disabled` when the group may hold no instance at all."""
     if fleet.max_size < 1:
         raise AwsCallError(
             "fleet_disabled",
             f"the Auto Scaling group {fleet.group_name} has a maximum size of 0, so no GPU can "
             "start; raise it (cdk.json) and redeploy the CDK stack",
         )
-    set_desired_capacity(autoscaling, fleet.group_name, 1)
-    return 1
+
+
+def read_desired(autoscaling: AutoScalingClient, group_name: str) -> int:
+    """The group's desired capacity now (one DescribeAutoScalingGroups call)."""
+    return int(_describe_group(autoscaling, group_name)["DesiredCapacity"])
 
 
 def set_desired_capacity(autoscaling: AutoScalingClient, group_name: str, desired: int) -> None:
@@ -170,27 +150,6 @@ def set_desired_capacity(autoscaling: AutoScalingClient, group_name: str, desire
             AutoScalingGroupName=group_name, DesiredCapacity=desired, HonorCooldown=False
         ),
     )
-
-
-def latest_sessions(
-    cloudwatch: CloudWatchClient, instance_ids: tuple[str, ...], now: datetime, *, minutes: int = 5
-) -> dict[str, float]:
-    """Each instance's latest `ActiveSessions` datapoint of the last `minutes` (an instance
-    that published nothing yet is absent)."""
-    series = _sessions_by_instance(cloudwatch, instance_ids, now - timedelta(minutes=minutes), now)
-    return {iid: points[max(points)] for iid, points in series.items() if points}
-
-
-def fleet_session_minutes(
-    cloudwatch: CloudWatchClient, instance_ids: tuple[str, ...], start: datetime, end: datetime
-) -> dict[datetime, float]:
-    """Per minute (keyed by its start), the sessions open across the given instances: the sum
-    of each instance's `ActiveSessions` maximum."""
-    totals: dict[datetime, float] = {}
-    for points in _sessions_by_instance(cloudwatch, instance_ids, start, end).values():
-        for minute, value in points.items():
-            totals[minute] = totals.get(minute, 0.0) + value
-    return totals
 
 
 def fleet_gpu_hours_today(cloudwatch: CloudWatchClient, group_name: str, now: datetime) -> float:
@@ -209,40 +168,16 @@ def fleet_gpu_hours_today(cloudwatch: CloudWatchClient, group_name: str, now: da
     return sum(sums.values()) / 60
 
 
-def _sessions_by_instance(
-    cloudwatch: CloudWatchClient, instance_ids: tuple[str, ...], start: datetime, end: datetime
-) -> dict[str, dict[datetime, float]]:
-    """`ActiveSessions` (Maximum per minute) of each instance, with one GetMetricData call
-    per `MAX_QUERIES` instances."""
-    series: dict[str, dict[datetime, float]] = {iid: {} for iid in instance_ids}
-    for first in range(0, len(instance_ids), MAX_QUERIES):
-        batch = instance_ids[first : first + MAX_QUERIES]
-        queries: list[Any] = [
-            {
-                "Id": f"i{n}",
-                "MetricStat": {
-                    "Metric": {
-                        "Namespace": NAMESPACE,
-                        "MetricName": ACTIVE_SESSIONS,
-                        "Dimensions": [{"Name": DIMENSION, "Value": iid}],
-                    },
-                    "Period": 60,
-                    "Stat": "Maximum",
-                },
-            }
-            for n, iid in enumerate(batch)
-        ]
-        try:
-            pages = cloudwatch.get_paginator("get_metric_data").paginate(
-                MetricDataQueries=queries, StartTime=start, EndTime=end
-            )
-            for page in pages:
-                for result in page["MetricDataResults"]:
-                    points = series[batch[int(result["Id"][1:])]]
-                    points.update(zip(result["Timestamps"], result["Values"], strict=True))
-        except (ClientError, BotoCoreError) as error:
-            raise aws_call_error(error, "cloudwatch:GetMetricData") from error
-    return series
+def _describe_group(autoscaling: AutoScalingClient, group_name: str) -> Any:
+    """The group's description; `fleet_missing` when there is none."""
+    groups = _call(
+        "DescribeAutoScalingGroups",
+        group_name,
+        lambda: autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[group_name]),
+    )
+    if not groups["AutoScalingGroups"]:
+        raise _fleet_missing(group_name)
+    return groups["AutoScalingGroups"][0]
 
 
 def _call(action: str, group_name: str, call: Callable[[], Any]) -> Any:

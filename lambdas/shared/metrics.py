@@ -18,6 +18,12 @@ DIMENSION = "InstanceId"
 FLEET_DIMENSION = "AutoScalingGroupName"
 # Published by the backend every minute: WebSocket inference sessions open now.
 ACTIVE_SESSIONS = "ActiveSessions"
+# Published by the backend every minute: sessions waiting in its admission queue (a full
+# instance's extra sessions).
+WAITING_SESSIONS = "WaitingSessions"
+# Fleet mode, published by each instance every minute with the group's dimension: its active
+# plus waiting sessions. Target tracking scales the group on its Average.
+SESSION_LOAD = "SessionLoad"
 # Published by idle_stop every minute: 1 while the instance is running, else 0.
 INSTANCE_RUNNING = "InstanceRunning"
 # Fleet mode, published by idle_stop every minute: how many of the group's instances run

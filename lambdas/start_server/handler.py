@@ -13,6 +13,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from lambdas.shared.api_response import ApiAnswer, serve_api_request
 from lambdas.shared.aws_errors import AwsCallError, aws_call_error
 from lambdas.start_server.fleet import FleetStartConfig, start_fleet
+from lambdas.start_server.fleet_demand import DemandSettings
 from lambdas.start_server.logic import StartConfig, start_server
 from lambdas.start_server.settings import StartServerSettings
 
@@ -43,6 +44,7 @@ def _start_fleet(settings: StartServerSettings) -> ApiAnswer:
     return start_fleet(
         boto3.client("autoscaling"),
         boto3.client("cloudwatch"),
+        boto3.client("dynamodb"),
         FleetStartConfig(
             group_name=settings.fleet_group_name,
             endpoint_host=settings.endpoint_host,
@@ -50,6 +52,11 @@ def _start_fleet(settings: StartServerSettings) -> ApiAnswer:
             boot_estimate_s=settings.boot_estimate_s,
             launch_estimate_s=settings.fleet_launch_estimate_s,
             token_ttl_s=settings.token_ttl_s,
+            demand=DemandSettings(
+                table=settings.demand_table_name,
+                window_s=settings.demand_window_s,
+                sessions_per_instance=settings.sessions_per_instance,
+            ),
         ),
         secret=_session_secret(settings.session_secret_arn),
         now=datetime.now(UTC),

@@ -1,5 +1,5 @@
-"""/status in fleet mode: the group's sizes, its sessions and free slots, and whether the
-backend answers /ready through the front door."""
+"""/status in fleet mode: the group's sizes, its sessions (live and waiting) and free slots,
+and whether the backend answers /ready through the front door."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from lambdas.shared.fleet import AutoScalingClient, FleetState, describe_fleet, latest_sessions
+from lambdas.shared.fleet import AutoScalingClient, FleetState, describe_fleet
+from lambdas.shared.fleet_sessions import latest_sessions
 from lambdas.status.logic import check_ready
 
 if TYPE_CHECKING:
@@ -28,9 +29,7 @@ def fleet_status(
     """The /status body: `ready` once an instance is in service and /ready answers 200 (the
     load balancer routes the probe to a healthy instance)."""
     fleet = describe_fleet(autoscaling, group_name)
-    sessions = latest_sessions(cloudwatch, fleet.in_service, now) if fleet.in_service else {}
-    open_sessions = round(sum(sessions.values()))
-    capacity = len(fleet.in_service) * sessions_per_instance
+    sessions = latest_sessions(cloudwatch, fleet.in_service, now)
     body: dict[str, object] = {
         "state": fleet_state(fleet),
         "endpoint": f"wss://{endpoint_host}/ws/inference",
@@ -38,10 +37,7 @@ def fleet_status(
         "backend": None,
         "fleet": {
             **fleet.summary(),
-            "sessions": open_sessions,
-            "sessions_reported_by": len(sessions),
-            "capacity": capacity,
-            "free_slots": max(0, capacity - open_sessions),
+            **sessions.slots(len(fleet.in_service), sessions_per_instance),
         },
     }
     if fleet.in_service:

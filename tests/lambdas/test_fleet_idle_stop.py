@@ -1,5 +1,6 @@
 """idle_stop in fleet mode on moto: the fleet-wide running count for the budget, idle-to-zero
-across every instance's sessions and the group's last-start tag, and the fleet settings."""
+across every instance's sessions (live and waiting) and the group's last-start tag, and the
+fleet settings."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from lambdas.idle_stop import handler as idle_handler
 from lambdas.idle_stop.fleet import check_fleet_idle
 from lambdas.idle_stop.policy import IdlePolicy
 from lambdas.shared.fleet import fleet_gpu_hours_today, record_fleet_start
+from lambdas.shared.metrics import WAITING_SESSIONS
 from lambdas.shared.settings import SettingsError
 from lambdas.status.settings import StatusSettings
 from tests.lambdas.conftest import REGION
@@ -79,6 +81,18 @@ def test_one_busy_instance_keeps_the_whole_fleet_up(moto_aws: None) -> None:
     report = check(now)
     assert (report["action"], report["reason"]) == ("none", "recently_active")
     assert desired_capacity() == 3
+
+
+def test_waiting_sessions_keep_the_fleet_up(moto_aws: None) -> None:
+    """Sessions queued for a slot are use too, even where no session is live."""
+    make_fleet(desired=2)
+    now = later()
+    for instance_id in member_ids():
+        publish_minutes(instance_id, now, {age: 0 for age in range(1, 20)})
+    publish_sessions(member_ids()[0], minutes_ago(now, 6), 2, WAITING_SESSIONS)
+    report = check(now)
+    assert (report["action"], report["reason"]) == ("none", "recently_active")
+    assert desired_capacity() == 2
 
 
 def test_a_recent_start_on_the_group_keeps_it_up(moto_aws: None) -> None:

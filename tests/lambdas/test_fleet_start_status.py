@@ -1,10 +1,9 @@
-"""Fleet mode's /start and /status against moto (Auto Scaling groups, warm pools, CloudWatch),
-and a botocore Stubber for what moto does not model (warm-pool instances, arriving and leaving
-lifecycle states, Auto Scaling's errors)."""
+"""Fleet mode's /start and /status against moto (Auto Scaling groups, warm pools, CloudWatch,
+the DynamoDB demand table), and a botocore Stubber for what moto does not model (warm-pool
+instances, arriving and leaving lifecycle states, Auto Scaling's errors)."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,19 +16,33 @@ from backend.security.session_token import verify_token
 from lambdas.shared.aws_errors import AwsCallError
 from lambdas.shared.fleet import describe_fleet
 from lambdas.shared.instance import LAST_START_TAG
-from lambdas.shared.metrics import FLEET_DIMENSION, INSTANCES_RUNNING, NAMESPACE
+from lambdas.shared.metrics import (
+    FLEET_DIMENSION,
+    INSTANCES_RUNNING,
+    NAMESPACE,
+    WAITING_SESSIONS,
+)
 from lambdas.start_server.fleet import FleetStartConfig, start_fleet
+from lambdas.start_server.fleet_demand import DemandSettings
 from lambdas.status.fleet import fleet_status
 from tests.lambdas.conftest import REGION, ReadyServer
 from tests.lambdas.fleet_fixtures import (
+    DEMAND_TABLE,
     GROUP,
     desired_capacity,
+    make_demand_table,
     make_fleet,
     member_ids,
     publish_sessions,
 )
 
 SECRET = "s" * 48
+
+
+@pytest.fixture(autouse=True)
+def demand_table(moto_aws: None) -> str:
+    """Every test here runs on moto, with the stack's demand table."""
+    return make_demand_table()
 
 
 def config(budget_h: float = 4.0) -> FleetStartConfig:
@@ -40,13 +53,15 @@ def config(budget_h: float = 4.0) -> FleetStartConfig:
         boot_estimate_s=120,
         launch_estimate_s=330,
         token_ttl_s=900,
+        demand=DemandSettings(table=DEMAND_TABLE, window_s=600, sessions_per_instance=4),
     )
 
 
-def clients() -> tuple[Any, Any]:
+def clients() -> tuple[Any, Any, Any]:
     return (
         boto3.client("autoscaling", region_name=REGION),
         boto3.client("cloudwatch", region_name=REGION),
+        boto3.client("dynamodb", region_name=REGION),
     )
 
 
@@ -74,22 +89,6 @@ def test_start_never_lowers_a_scaled_out_fleet(moto_aws: None) -> None:
     assert desired_capacity() == 3
     assert (answer.body["state"], answer.body["estimated_wait_s"]) == ("running", 0)
     assert answer.body["fleet"]["in_service"] == 3
-
-
-def test_concurrent_starts_bring_the_fleet_to_exactly_one(moto_aws: None) -> None:
-    make_fleet()
-    answers: list[int] = []
-    threads = [
-        threading.Thread(target=lambda: answers.append(start().status_code)) for _ in range(8)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert answers == [200] * 8
-    # Every call wrote the same 1. (moto's own SetDesiredCapacity is not thread-safe and may
-    # launch a second instance here; AWS converges the group on the desired capacity.)
-    assert desired_capacity() == 1
 
 
 def test_a_fleet_whose_maximum_is_zero_is_a_clear_error(moto_aws: None) -> None:
@@ -203,7 +202,10 @@ def test_a_warm_pool_start_promises_the_boot_estimate(
         {},
         {"AutoScalingGroupName": GROUP, "DesiredCapacity": 1, "HonorCooldown": False},
     )
-    answer = start_fleet(autoscaling, clients()[1], config(), secret=SECRET, now=datetime.now(UTC))
+    stubber.add_response("describe_auto_scaling_groups", group_answer(1, ["Pending"]))
+    answer = start_fleet(
+        autoscaling, *clients()[1:], config(), secret=SECRET, now=datetime.now(UTC)
+    )
     assert (answer.body["state"], answer.body["estimated_wait_s"]) == ("pending", 120)
     fleet = answer.body["fleet"]
     assert isinstance(fleet, dict)
@@ -234,7 +236,7 @@ def test_auto_scaling_errors_are_clear_and_say_whether_to_retry(
         stubber.add_response("create_or_update_tags", {})
     stubber.add_client_error(operation, code, f"{code} from AWS")
     with pytest.raises(AwsCallError) as error:
-        start_fleet(autoscaling, clients()[1], config(), secret=SECRET, now=datetime.now(UTC))
+        start_fleet(autoscaling, *clients()[1:], config(), secret=SECRET, now=datetime.now(UTC))
     assert (error.value.code, error.value.retry_after_s) == (expected, retry_after_s)
     assert error.value.message
 
@@ -250,7 +252,7 @@ def test_a_group_deleted_meanwhile_is_fleet_missing(
         "set_desired_capacity", "ValidationError", f"AutoScalingGroup name not found - {GROUP}"
     )
     with pytest.raises(AwsCallError) as error:
-        start_fleet(autoscaling, clients()[1], config(), secret=SECRET, now=datetime.now(UTC))
+        start_fleet(autoscaling, *clients()[1:], config(), secret=SECRET, now=datetime.now(UTC))
     assert error.value.code == "fleet_missing"
 
 
@@ -281,6 +283,7 @@ def test_status_of_a_fleet_at_zero(moto_aws: None) -> None:
         "warm_stopped": 0,
         "warm_pending": 0,
         "sessions": 0,
+        "waiting": 0,
         "sessions_reported_by": 0,
         "capacity": 0,
         "free_slots": 0,
@@ -296,14 +299,33 @@ def test_status_counts_sessions_and_free_slots_and_probes_ready(
     publish_sessions(first, now - timedelta(minutes=3), 1)
     publish_sessions(first, now - timedelta(minutes=1), 4)  # the latest datapoint counts
     publish_sessions(second, now - timedelta(minutes=2), 3)
+    publish_sessions(first, now - timedelta(minutes=1), 2, WAITING_SESSIONS)
     body = status(ready_server.host)
     assert (body["state"], body["ready"]) == ("running", True)
     fleet = body["fleet"]
     assert isinstance(fleet, dict)
-    assert (fleet["in_service"], fleet["sessions"], fleet["sessions_reported_by"]) == (3, 7, 2)
-    assert (fleet["capacity"], fleet["free_slots"]) == (12, 5)
+    # 4 + 3 live and 2 waiting (they take the next free slots); `third` reported nothing yet.
+    assert (fleet["in_service"], fleet["sessions"], fleet["waiting"]) == (3, 9, 2)
+    assert fleet["sessions_reported_by"] == 2
+    assert (fleet["capacity"], fleet["free_slots"]) == (12, 3)
     assert ready_server.requests == ["/ready"]
     assert third not in {first, second}
+
+
+def test_waiting_sessions_beyond_the_capacity_leave_no_free_slot(moto_aws: None) -> None:
+    make_fleet(desired=1)
+    now = datetime.now(UTC)
+    (instance,) = member_ids()
+    publish_sessions(instance, now - timedelta(minutes=1), 4)
+    publish_sessions(instance, now - timedelta(minutes=1), 5, WAITING_SESSIONS)
+    fleet = status()["fleet"]
+    assert isinstance(fleet, dict)
+    assert (fleet["sessions"], fleet["waiting"], fleet["capacity"], fleet["free_slots"]) == (
+        9,
+        5,
+        4,
+        0,
+    )
 
 
 def test_status_is_not_ready_while_the_backend_is_not(
