@@ -97,8 +97,10 @@ test-fast: $(INSTALL_STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/pytest -m unit -q
 
+# `make synth MODE=fleet` synthesizes the fleet variant (docs/infrastructure.md, "Fleet mode");
+# without MODE, cdk.json's cvstack.mode decides (single by default).
 synth: install $(NODE_STAMP)
-	$(CDK_ENV) npx --no-install cdk synth -q --no-notices
+	$(CDK_ENV) npx --no-install cdk synth -q --no-notices $(if $(MODE),-c cvstackMode=$(MODE))
 
 # Part of `make test` too; alone, it prints the boot timings for docs/benchmarks.md.
 rehearse: install

@@ -15,6 +15,9 @@ from infra_cdk.nag import apply_nag
 from infra_cdk.stack import CvstackStack
 
 STACK_NAME = "Cvstack"
+# `cdk synth -c cvstackMode=fleet` (what `make synth MODE=fleet` passes) overrides cdk.json's
+# cvstack.mode for one command; a deployment keeps its mode in cdk.json.
+MODE_CONTEXT_KEY = "cvstackMode"
 
 
 def cdk_json_context(path: Path = REPO_ROOT / "cdk.json") -> dict[str, Any]:
@@ -39,13 +42,28 @@ def build_app(
     if settings:
         context = {**context, "cvstack": {**context.get("cvstack", {}), **settings}}
     app = cdk.App(context=context, outdir=outdir)
-    config = StackConfig.from_context({"cvstack": app.node.try_get_context("cvstack") or {}})
+    config = StackConfig.from_context(
+        {"cvstack": with_mode_override(app.node.try_get_context("cvstack") or {}, app)}
+    )
     stack = CvstackStack(
         app, STACK_NAME, config=config, description="cvstack: on-demand GPU vision backend"
     )
     if nag:
         apply_nag(app, stack, config)
     return app, stack
+
+
+def with_mode_override(settings: Mapping[str, Any], app: cdk.App) -> Mapping[str, Any]:
+    """cdk.json's `cvstack` settings, with `mode` from `-c cvstackMode=...` when given."""
+    mode = app.node.try_get_context(MODE_CONTEXT_KEY)
+    if mode is None or mode == "":
+        return settings
+    if mode not in ("single", "fleet"):
+        raise ValueError(
+            f"-c {MODE_CONTEXT_KEY}={mode!r} is not a mode: pass single or fleet "
+            "(make synth MODE=fleet), or set cvstack.mode in cdk.json"
+        )
+    return {**settings, "mode": mode} if isinstance(settings, Mapping) else settings
 
 
 def main() -> None:

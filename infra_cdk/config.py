@@ -47,6 +47,13 @@ AZ_NAME = re.compile(r"^[a-z]{2}(-[a-z0-9]+)+-\d+[a-z]$")
 CERTIFICATE_ARN = re.compile(r"^arn:aws[a-z-]*:acm:us-east-1:\d{12}:certificate/[0-9a-f-]+$")
 DOMAIN_NAME = re.compile(r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 PriceClass = Literal["PriceClass_100", "PriceClass_200", "PriceClass_All"]
+Mode = Literal["single", "fleet"]
+# Fleet mode's bounds: a typo (400 for 4) must not ask for a fleet no GPU quota allows; the
+# load balancer's deregistration delay (the drain) is at most 3600 s.
+FLEET_MAX_SIZE_LIMIT = 100
+FLEET_DRAIN_MINUTES_LIMIT = 60
+SESSIONS_PER_INSTANCE_LIMIT = 64
+DEMAND_WINDOW_MINUTES_LIMIT = 60
 
 
 def _tuple_from_list(value: object) -> object:
@@ -107,6 +114,19 @@ class StackConfig(BaseModel):
     availability_zone: str = ""
     # EC2 termination protection on the instance (on, `cdk destroy` fails until it is lifted).
     termination_protection: bool = False
+    # "single": one GPU instance; "fleet": an Auto Scaling group of them behind a load balancer
+    # (docs/infrastructure.md, "Fleet mode"). The fleet* keys and sessionsPerInstance apply to
+    # fleet mode only.
+    mode: Mode = "single"
+    fleet_max_size: PositiveInt = 4
+    # The warm pool's MaxGroupPreparedCapacity: instances kept initialised, in service ones
+    # included; -1 is AWS's default (maxSize: every instance the group may still add waits
+    # stopped), 0 keeps no warm pool.
+    fleet_warm_pool_size: int = -1
+    fleet_drain_minutes: PositiveInt = 30
+    fleet_target_sessions: Annotated[float, Field(gt=0)] = 3.0
+    sessions_per_instance: PositiveInt = 4
+    fleet_demand_window_minutes: PositiveInt = 10
 
     @model_validator(mode="before")
     @classmethod
@@ -183,6 +203,7 @@ class StackConfig(BaseModel):
                 "all three for Route 53 alias records, or leave the zone empty"
             )
         self._check_zones()
+        self._check_fleet()
         return self
 
     def _check_zones(self) -> None:
@@ -207,6 +228,76 @@ class StackConfig(BaseModel):
                 f'"availabilityZones": ["{self.availability_zone}"]; check GPU capacity with '
                 "aws ec2 describe-instance-type-offerings --location-type availability-zone"
             )
+
+    def _check_fleet(self) -> None:
+        """Fleet keys within AWS's limits and consistent with each other; in fleet mode, the
+        keys that only make sense for the single instance are refused."""
+        problems = []
+        if self.fleet_max_size > FLEET_MAX_SIZE_LIMIT:
+            problems.append(
+                f"cvstack.fleetMaxSize must be 1..{FLEET_MAX_SIZE_LIMIT} (the Auto Scaling "
+                f"group's maxSize), got {self.fleet_max_size}"
+            )
+        if not -1 <= self.fleet_warm_pool_size <= self.fleet_max_size:
+            problems.append(
+                f"cvstack.fleetWarmPoolSize must be -1 (AWS's default: every instance the group "
+                f"may still add waits stopped), 0 (no warm pool) or up to fleetMaxSize "
+                f"({self.fleet_max_size}), got {self.fleet_warm_pool_size}"
+            )
+        if self.fleet_drain_minutes > FLEET_DRAIN_MINUTES_LIMIT:
+            problems.append(
+                f"cvstack.fleetDrainMinutes must be 1..{FLEET_DRAIN_MINUTES_LIMIT} (it is also "
+                f"the load balancer's deregistration delay, at most 3600 s), got "
+                f"{self.fleet_drain_minutes}"
+            )
+        if self.sessions_per_instance > SESSIONS_PER_INSTANCE_LIMIT:
+            problems.append(
+                f"cvstack.sessionsPerInstance must be 1..{SESSIONS_PER_INSTANCE_LIMIT} (the "
+                f"backend's CVSTACK_MAX_SESSIONS), got {self.sessions_per_instance}"
+            )
+        if self.fleet_target_sessions >= self.sessions_per_instance:
+            problems.append(
+                f"cvstack.fleetTargetSessions ({self.fleet_target_sessions:g}) must be below "
+                f"sessionsPerInstance ({self.sessions_per_instance}): the fleet grows when the "
+                "sessions per instance pass the target, which must come before every slot is "
+                "taken and sessions queue"
+            )
+        if self.fleet_demand_window_minutes > DEMAND_WINDOW_MINUTES_LIMIT:
+            problems.append(
+                f"cvstack.fleetDemandWindowMinutes must be 1..{DEMAND_WINDOW_MINUTES_LIMIT}, got "
+                f"{self.fleet_demand_window_minutes}"
+            )
+        if self.mode == "fleet":
+            problems += self._fleet_mode_conflicts()
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    def _fleet_mode_conflicts(self) -> list[str]:
+        problems = []
+        if len(self.availability_zones) == 1:
+            problems.append(
+                f"cvstack.availabilityZones {list(self.availability_zones)} holds one zone, but "
+                'mode "fleet" needs at least two: its load balancer spans two zones or more; '
+                "list two (or none: the region's first two)"
+            )
+        if self.availability_zone:
+            problems.append(
+                f"cvstack.availabilityZone {self.availability_zone!r} places the single "
+                'instance; mode "fleet" spreads its instances over availabilityZones: set it '
+                'to ""'
+            )
+        if self.termination_protection:
+            problems.append(
+                'cvstack.terminationProtection protects the single instance; mode "fleet" '
+                "needs Auto Scaling to terminate instances (each one drains first): set it to "
+                "false"
+            )
+        return problems
+
+    @property
+    def fleet(self) -> bool:
+        """True in fleet mode."""
+        return self.mode == "fleet"
 
     @property
     def instance_zone(self) -> str | None:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import aws_cdk as cdk
 import pytest
 from pydantic import ValidationError
 
-from infra_cdk.app import cdk_json_context
+from infra_cdk.app import MODE_CONTEXT_KEY, cdk_json_context, with_mode_override
 from infra_cdk.config import StackConfig
 from tests.infra.conftest import CERTIFICATE_ARN
 
@@ -168,3 +169,88 @@ def test_the_context_must_be_an_object_and_the_config_is_frozen() -> None:
     with pytest.raises(ValidationError, match="frozen"):
         StackConfig().idle_minutes = 1  # type: ignore[misc]
     assert StackConfig(idle_minutes=20).idle_minutes == 20
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"mode": "fleets"}, "cvstack.mode must be one of 'single' or 'fleet', got \"fleets\""),
+        ({"fleetMaxSize": 0}, "cvstack.fleetMaxSize must be positive, got 0"),
+        ({"fleetMaxSize": 101}, "cvstack.fleetMaxSize must be 1..100 (the Auto Scaling group's"),
+        ({"fleetWarmPoolSize": -2}, "cvstack.fleetWarmPoolSize must be -1 (AWS's default"),
+        ({"fleetWarmPoolSize": 5}, "or up to fleetMaxSize (4), got 5"),
+        ({"fleetDrainMinutes": 61}, "cvstack.fleetDrainMinutes must be 1..60 (it is also the load"),
+        ({"fleetDrainMinutes": 0}, "cvstack.fleetDrainMinutes must be positive, got 0"),
+        ({"fleetTargetSessions": 4}, "cvstack.fleetTargetSessions (4) must be below"),
+        (
+            {"fleetTargetSessions": 6.5, "sessionsPerInstance": 6},
+            "cvstack.fleetTargetSessions (6.5) must be below sessionsPerInstance (6)",
+        ),
+        ({"fleetTargetSessions": "3"}, "cvstack.fleetTargetSessions must be like 3.0 (a number)"),
+        ({"sessionsPerInstance": 65}, "cvstack.sessionsPerInstance must be 1..64 (the backend's"),
+        ({"fleetDemandWindowMinutes": 0}, "cvstack.fleetDemandWindowMinutes must be positive"),
+        ({"fleetDemandWindowMinutes": 61}, "cvstack.fleetDemandWindowMinutes must be 1..60"),
+        (
+            {"mode": "fleet", "availabilityZones": ["eu-west-1a"]},
+            'holds one zone, but mode "fleet" needs at least two',
+        ),
+        (
+            {
+                "mode": "fleet",
+                "availabilityZones": ["eu-west-1a", "eu-west-1b"],
+                "availabilityZone": "eu-west-1a",
+            },
+            "cvstack.availabilityZone 'eu-west-1a' places the single instance",
+        ),
+        ({"mode": "fleet", "terminationProtection": True}, "needs Auto Scaling to terminate"),
+    ],
+)
+def test_bad_fleet_settings_are_refused_with_the_key(
+    settings: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError) as error:
+        StackConfig.from_context({"cvstack": settings})
+    assert message in str(error.value)
+
+
+def test_fleet_settings_and_their_defaults() -> None:
+    config = StackConfig()
+    assert (config.mode, config.fleet) == ("single", False)
+    assert (config.fleet_max_size, config.fleet_warm_pool_size, config.fleet_drain_minutes) == (
+        4,
+        -1,
+        30,
+    )
+    assert (config.fleet_target_sessions, config.sessions_per_instance) == (3.0, 4)
+    assert config.fleet_demand_window_minutes == 10
+    fleet = StackConfig.from_context(
+        {
+            "cvstack": {
+                "mode": "fleet",
+                "availabilityZones": ["eu-west-1a", "eu-west-1b", "eu-west-1c"],
+                "fleetMaxSize": 8,
+                "fleetWarmPoolSize": 0,
+                "fleetTargetSessions": 2.5,
+            }
+        }
+    )
+    assert fleet.fleet and fleet.fleet_target_sessions == 2.5
+    # Single mode keeps the single instance's keys as they are.
+    single = {"availabilityZones": ["eu-west-1a"], "terminationProtection": True}
+    assert StackConfig.from_context({"cvstack": single}).termination_protection
+
+
+@pytest.mark.parametrize(
+    ("override", "mode"), [(None, "single"), ("", "single"), ("fleet", "fleet")]
+)
+def test_the_mode_comes_from_cdk_json_or_the_command_line(override: str | None, mode: str) -> None:
+    """`make synth MODE=fleet` passes `-c cvstackMode=fleet`; without it cdk.json decides."""
+    app = cdk.App(context={} if override is None else {MODE_CONTEXT_KEY: override})
+    settings = with_mode_override({"idleMinutes": 20}, app)
+    assert StackConfig.from_context({"cvstack": settings}).mode == mode
+
+
+def test_a_bad_mode_on_the_command_line_is_refused() -> None:
+    app = cdk.App(context={MODE_CONTEXT_KEY: "fleeet"})
+    with pytest.raises(ValueError, match=r"-c cvstackMode='fleeet' is not a mode: pass single or"):
+        with_mode_override({}, app)
