@@ -141,6 +141,7 @@ KIND_OF_PATH = {
     "backend/service": "integration",
     "bench": "integration",
     "frontend": "browser",
+    "fleet": "integration",
     "iam": "integration",
     "infra": "integration",
     "instance": "integration",
