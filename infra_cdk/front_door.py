@@ -3,15 +3,18 @@
     /*                        the page, from a private S3 bucket (origin access control)
     /start, /status           the lifecycle API (CloudFront adds the API key header)
     /ws/*, /ready, /health    the GPU instance through a CloudFront VPC origin (HTTP, port 80;
-                              CloudFront adds the origin secret header nginx checks)
+                              CloudFront adds the origin secret header nginx checks); in fleet
+                              mode the fleet's internal load balancer instead
 
 Anything else (`/metrics` included) falls to the bucket and is refused there. The instance's
-security group admits port 80 only from CloudFront's VPC-origin service security group, which
-AWS creates in the VPC with the first VPC origin; a custom resource looks its id up.
+(fleet mode: the load balancer's) security group admits port 80 only from CloudFront's
+VPC-origin service security group, which AWS creates in the VPC with the first VPC origin; a
+custom resource looks its id up.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from aws_cdk import RemovalPolicy, Stack
@@ -19,6 +22,7 @@ from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_cloudfront as cloudfront
 from aws_cdk import aws_cloudfront_origins as origins
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_route53 as route53
 from aws_cdk import aws_route53_targets as route53_targets
@@ -29,10 +33,8 @@ from constructs import Construct
 
 from infra_cdk.config import StackConfig
 from infra_cdk.generated_secret import GeneratedSecret
-from infra_cdk.gpu_instance import GpuInstance
 from infra_cdk.lambda_assets import REPO_ROOT
 from infra_cdk.lifecycle_api import LifecycleApi, api_key_value
-from infra_cdk.network import Network
 
 FRONTEND_DIR = REPO_ROOT / "frontend"
 API_KEY_HEADER = "x-api-key"
@@ -43,6 +45,30 @@ INSTANCE_PATHS = ("/ws/*", "/ready", "/health")
 # Everything the deployment replaces: the page's modules have no content hashes in their names,
 # so index.html alone would leave old scripts cached. One wildcard path is one invalidation path.
 INVALIDATION_PATHS = ("/*",)
+
+
+@dataclass(frozen=True)
+class BackendOrigin:
+    """What CloudFront's VPC origin reaches for the instance paths: the GPU instance (single
+    mode) or the fleet's internal load balancer, and the security group that admits it."""
+
+    target: ec2.Instance | elbv2.ApplicationLoadBalancer
+    security_group: ec2.ISecurityGroup
+
+    @property
+    def is_load_balancer(self) -> bool:
+        return isinstance(self.target, elbv2.ApplicationLoadBalancer)
+
+    def vpc_origin(self, custom_headers: dict[str, str]) -> origins.VpcOrigin:
+        """Plain HTTP on port 80 inside the VPC, with `custom_headers` added."""
+        options: dict[str, Any] = {
+            "http_port": 80,
+            "protocol_policy": cloudfront.OriginProtocolPolicy.HTTP_ONLY,
+            "custom_headers": custom_headers,
+        }
+        if isinstance(self.target, elbv2.ApplicationLoadBalancer):
+            return origins.VpcOrigin.with_application_load_balancer(self.target, **options)
+        return origins.VpcOrigin.with_ec2_instance(self.target, **options)
 
 
 def page_config() -> dict[str, Any]:
@@ -63,8 +89,8 @@ class FrontDoor(Construct):
         construct_id: str,
         *,
         config: StackConfig,
-        network: Network,
-        gpu: GpuInstance,
+        vpc: ec2.IVpc,
+        backend: BackendOrigin,
         api: LifecycleApi,
         origin_secret: GeneratedSecret,
         access_logs: s3.IBucket,
@@ -97,12 +123,7 @@ class FrontDoor(Construct):
             origin_request_policy=cloudfront.OriginRequestPolicy.ALL_VIEWER_EXCEPT_HOST_HEADER,
         )
         instance_behavior = cloudfront.BehaviorOptions(
-            origin=origins.VpcOrigin.with_ec2_instance(
-                gpu.instance,
-                http_port=80,
-                protocol_policy=cloudfront.OriginProtocolPolicy.HTTP_ONLY,
-                custom_headers={ORIGIN_SECRET_HEADER: origin_secret.dynamic_reference},
-            ),
+            origin=backend.vpc_origin({ORIGIN_SECRET_HEADER: origin_secret.dynamic_reference}),
             viewer_protocol_policy=cloudfront.ViewerProtocolPolicy.REDIRECT_TO_HTTPS,
             allowed_methods=cloudfront.AllowedMethods.ALLOW_GET_HEAD,
             cache_policy=cloudfront.CachePolicy.CACHING_DISABLED,
@@ -156,11 +177,13 @@ class FrontDoor(Construct):
             memory_limit=256,
             log_group=self._log_group("PageDeploymentLogs"),
         )
-        self.instance_ingress = self._admit_vpc_origins(network)
+        self.instance_ingress = self._admit_vpc_origins(vpc, backend)
         if config.hosted_zone_id:
             self._alias_records(config)
 
-    def _admit_vpc_origins(self, network: Network) -> ec2.CfnSecurityGroupIngress:
+    def _admit_vpc_origins(
+        self, vpc: ec2.IVpc, backend: BackendOrigin
+    ) -> ec2.CfnSecurityGroupIngress:
         """Port 80 from CloudFront's VPC-origin service group, which AWS creates in the VPC
         with the VPC origin (so it is looked up after the distribution exists)."""
         self.vpc_origins_lookup = lookup = cr.AwsCustomResource(
@@ -171,7 +194,7 @@ class FrontDoor(Construct):
                 action="describeSecurityGroups",
                 parameters={
                     "Filters": [
-                        {"Name": "vpc-id", "Values": [network.vpc.vpc_id]},
+                        {"Name": "vpc-id", "Values": [vpc.vpc_id]},
                         {"Name": "group-name", "Values": [VPC_ORIGINS_SECURITY_GROUP]},
                     ]
                 },
@@ -186,15 +209,18 @@ class FrontDoor(Construct):
             log_group=self._log_group("VpcOriginsLookupLogs"),
         )
         lookup.node.add_dependency(self.distribution)
+        to_load_balancer = backend.is_load_balancer
         return ec2.CfnSecurityGroupIngress(
             self,
-            "InstanceFromVpcOrigins",
-            group_id=network.security_group.security_group_id,
+            "LoadBalancerFromVpcOrigins" if to_load_balancer else "InstanceFromVpcOrigins",
+            group_id=backend.security_group.security_group_id,
             ip_protocol="tcp",
             from_port=80,
             to_port=80,
             source_security_group_id=lookup.get_response_field("SecurityGroups.0.GroupId"),
-            description="HTTP from CloudFront VPC origins (nginx checks the origin secret)",
+            description="HTTP from CloudFront VPC origins (nginx checks the origin secret)"
+            if not to_load_balancer
+            else "HTTP from CloudFront VPC origins (nginx behind checks the origin secret)",
         )
 
     def _log_group(self, construct_id: str) -> logs.LogGroup:

@@ -12,13 +12,11 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from infra_cdk import permissions
 from infra_cdk.config import StackConfig
 from infra_cdk.generated_secret import GeneratedSecret
-from infra_cdk.gpu_instance import GpuInstance
 from infra_cdk.lambda_assets import ARCHITECTURE, RUNTIME, lambda_code
+from infra_cdk.lifecycle_targets import LifecycleTarget
 from lambdas.idle_stop.settings import IdleStopSettings
-from lambdas.shared.instance import LAST_START_TAG
 from lambdas.start_server.settings import StartServerSettings
 from lambdas.status.settings import StatusSettings
 
@@ -30,7 +28,9 @@ class LifecycleFunctions(Construct):
     """`start_server`, `status`, `idle_stop` (with their `roles`, by function in
     `functions`) and the `idle_schedule`. status checks https://<endpoint_host>/ready through
     CloudFront, which adds the origin secret nginx requires. Each function's environment is
-    built by its settings class (lambdas/<function>/settings.py), which names the variables."""
+    built by its settings class (lambdas/<function>/settings.py), which names the variables;
+    what it acts on, and may call, comes from the mode's `target`
+    (infra_cdk/lifecycle_targets.py)."""
 
     def __init__(
         self,
@@ -38,58 +38,51 @@ class LifecycleFunctions(Construct):
         construct_id: str,
         *,
         config: StackConfig,
-        gpu: GpuInstance,
+        target: LifecycleTarget,
         session_secret: GeneratedSecret,
         endpoint_host: str,
     ) -> None:
         super().__init__(scope, construct_id)
         self.roles: list[iam.Role] = []
         api = {
-            "instance_id": gpu.instance.instance_id,
             # The front door's host: the page, /ready and the WebSocket all go through it.
             "endpoint_host": endpoint_host,
             # Other origins that get CORS headers; empty when only the stack's page calls.
             "allowed_origins": config.allowed_origins,
         }
+        start = target.start_server()
         self.start_server = self._function(
             "StartServer",
             "start_server",
             environment=StartServerSettings.environment(
                 **api,
+                **start.settings,
                 session_secret_arn=session_secret.secret.secret_arn,
                 daily_budget_gpu_hours=config.daily_budget_gpu_hours,
                 boot_estimate_s=config.boot_estimate_seconds,
                 token_ttl_s=config.token_ttl_seconds,
             ),
-            statements=[
-                permissions.describe_instances(),
-                permissions.on_instance(gpu.instance_arn, "ec2:StartInstances"),
-                permissions.tag_last_start(gpu.instance_arn, LAST_START_TAG),
-                permissions.read_metrics(),
-            ],
+            statements=start.statements,
             extra_files=[SESSION_TOKEN_MODULE],
         )
         session_secret.grant_read(self.start_server)
+        status = target.status()
         self.status = self._function(
             "Status",
             "status",
-            environment=StatusSettings.environment(**api),
-            statements=[permissions.describe_instances()],
+            environment=StatusSettings.environment(**api, **status.settings),
+            statements=status.statements,
         )
+        idle = target.idle_stop()
         self.idle_stop = self._function(
             "IdleStop",
             "idle_stop",
             environment=IdleStopSettings.environment(
-                instance_id=gpu.instance.instance_id,
+                **idle.settings,
                 idle_minutes=config.idle_minutes,
                 boot_grace_minutes=config.boot_grace_minutes,
             ),
-            statements=[
-                permissions.describe_instances(),
-                permissions.on_instance(gpu.instance_arn, "ec2:StopInstances"),
-                permissions.read_metrics(),
-                permissions.put_metrics(),
-            ],
+            statements=idle.statements,
         )
         self.functions = {
             "StartServer": self.start_server,

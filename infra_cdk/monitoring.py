@@ -1,11 +1,14 @@
-"""The dashboard and the alarms that page an SNS topic: health, latency, idle cost, budget."""
+"""The dashboard and the alarms that page an SNS topic: health, latency, idle cost, budget
+(fleet mode's: infra_cdk/fleet_monitoring.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import cast
 
 from aws_cdk import ArnFormat, Duration, Stack
 from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_autoscaling as autoscaling
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_iam as iam
@@ -15,6 +18,7 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
 from infra_cdk.config import StackConfig
+from infra_cdk.fleet_monitoring import FleetMetrics, fleet_alarms, fleet_widgets
 from lambdas.shared.metrics import ACTIVE_SESSIONS, DIMENSION, NAMESPACE
 
 # Published by the instance every minute (docs/infrastructure.md, "Metric contract").
@@ -31,7 +35,9 @@ EC2_RUNNING_METRIC = "StatusCheckFailed"
 
 
 class Monitoring(Construct):
-    """`topic`, `dashboard` and the `alarms` by name."""
+    """`topic`, `dashboard` and the `alarms` by name: the GPU instance's (`instance_id`) or,
+    in fleet mode, the fleet's (`fleet`: infra_cdk/fleet_monitoring.py), and the Lambdas' and
+    the API's in both modes."""
 
     def __init__(
         self,
@@ -39,7 +45,8 @@ class Monitoring(Construct):
         construct_id: str,
         *,
         config: StackConfig,
-        instance_id: str,
+        instance_id: str | None = None,
+        fleet: FleetMetrics | None = None,
         functions: Mapping[str, lambda_.IFunction],
         idle_stop: lambda_.IFunction,
         api: apigw.RestApi,
@@ -70,6 +77,25 @@ class Monitoring(Construct):
         )
         if config.alarm_email:
             self.topic.add_subscription(subscriptions.EmailSubscription(config.alarm_email))
+        if fleet is not None:
+            self.alarms = fleet_alarms(self, config, fleet)
+            widgets = fleet_widgets(config, fleet)
+            self._notify_fleet_errors(fleet)
+        elif instance_id is not None:
+            self.alarms, widgets = self._instance_alarms(config, instance_id)
+        else:
+            raise ValueError("Monitoring needs the instance_id (single mode) or fleet")
+        self._function_alarms(functions, idle_stop, api)
+        action = cw_actions.SnsAction(self.topic)
+        for alarm in self.alarms.values():
+            alarm.add_alarm_action(action)
+        self.dashboard = cw.Dashboard(self, "Dashboard", default_interval=Duration.hours(12))
+        self.dashboard.add_widgets(*widgets)
+
+    def _instance_alarms(
+        self, config: StackConfig, instance_id: str
+    ) -> tuple[dict[str, cw.Alarm], list[cw.IWidget]]:
+        """The GPU instance's alarms and dashboard widgets."""
 
         def metric(name: str, statistic: str, period: Duration = MINUTE) -> cw.Metric:
             return cw.Metric(
@@ -99,7 +125,7 @@ class Monitoring(Construct):
             period=MINUTE,
         )
         idle_limit = config.boot_grace_minutes + config.idle_minutes + 3
-        self.alarms = {
+        alarms = {
             "BackendNotReady": metric(BACKEND_READY, "Minimum").create_alarm(
                 self,
                 "BackendNotReady",
@@ -154,6 +180,36 @@ class Monitoring(Construct):
                 treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
             ),
         }
+        widgets: list[cw.IWidget] = [
+            cw.GraphWidget(title="Instance running (1) / stopped (0)", left=[running], width=8),
+            cw.GraphWidget(title="Active sessions", left=[sessions], width=8),
+            cw.SingleValueWidget(
+                title="GPU hours, last 24 h",
+                metrics=[
+                    cw.MathExpression(
+                        expression="gpu_minutes / 60",
+                        using_metrics={"gpu_minutes": gpu_minutes_day},
+                        label="GPU hours",
+                        period=Duration.days(1),
+                    )
+                ],
+                width=8,
+            ),
+            cw.GraphWidget(title="Inference latency p95 (ms)", left=[latency_p95], width=8),
+            cw.GraphWidget(title="Pipeline FPS", left=[metric(PIPELINE_FPS, "Average")], width=8),
+            cw.GraphWidget(
+                title="GPU utilisation (%)", left=[metric(GPU_UTILIZATION, "Average")], width=8
+            ),
+        ]
+        return alarms, widgets
+
+    def _function_alarms(
+        self,
+        functions: Mapping[str, lambda_.IFunction],
+        idle_stop: lambda_.IFunction,
+        api: apigw.RestApi,
+    ) -> None:
+        """The Lambdas' and the API's alarms, the same in both modes."""
         for name, function in functions.items():
             self.alarms[f"{name}Errors"] = function.metric_errors(
                 period=FIVE_MINUTES, statistic="Sum"
@@ -192,29 +248,17 @@ class Monitoring(Construct):
             evaluation_periods=1,
             treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
         )
-        action = cw_actions.SnsAction(self.topic)
-        for alarm in self.alarms.values():
-            alarm.add_alarm_action(action)
 
-        self.dashboard = cw.Dashboard(self, "Dashboard", default_interval=Duration.hours(12))
-        self.dashboard.add_widgets(
-            cw.GraphWidget(title="Instance running (1) / stopped (0)", left=[running], width=8),
-            cw.GraphWidget(title="Active sessions", left=[sessions], width=8),
-            cw.SingleValueWidget(
-                title="GPU hours, last 24 h",
-                metrics=[
-                    cw.MathExpression(
-                        expression="gpu_minutes / 60",
-                        using_metrics={"gpu_minutes": gpu_minutes_day},
-                        label="GPU hours",
-                        period=Duration.days(1),
-                    )
+    def _notify_fleet_errors(self, fleet: FleetMetrics) -> None:
+        """Auto Scaling's failed launches and terminations to the topic (no GPU capacity in the
+        zones, a quota reached); its routine scale-outs and scale-ins are not worth a message."""
+        group = cast(autoscaling.CfnAutoScalingGroup, fleet.fleet.group.node.default_child)
+        group.notification_configurations = [
+            autoscaling.CfnAutoScalingGroup.NotificationConfigurationProperty(
+                topic_arn=self.topic.topic_arn,
+                notification_types=[
+                    "autoscaling:EC2_INSTANCE_LAUNCH_ERROR",
+                    "autoscaling:EC2_INSTANCE_TERMINATE_ERROR",
                 ],
-                width=8,
-            ),
-            cw.GraphWidget(title="Inference latency p95 (ms)", left=[latency_p95], width=8),
-            cw.GraphWidget(title="Pipeline FPS", left=[metric(PIPELINE_FPS, "Average")], width=8),
-            cw.GraphWidget(
-                title="GPU utilisation (%)", left=[metric(GPU_UTILIZATION, "Average")], width=8
-            ),
-        )
+            )
+        ]

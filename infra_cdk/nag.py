@@ -12,6 +12,8 @@ from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
 from infra_cdk.config import StackConfig
+from infra_cdk.fleet_group import GpuFleet
+from infra_cdk.gpu_instance import GpuInstance
 from infra_cdk.model_store import MODELS_PREFIX
 from infra_cdk.stack import CvstackStack
 
@@ -19,6 +21,17 @@ NO_RESOURCE_LEVEL = (
     "Resource::* only for actions without resource-level permissions "
     "(ec2:DescribeInstances, cloudwatch:GetMetricStatistics; cloudwatch:PutMetricData is "
     "further limited to the cvstack namespace by a condition)"
+)
+FLEET_NO_RESOURCE_LEVEL = (
+    "Resource::* only for actions without resource-level permissions "
+    "(autoscaling:DescribeAutoScalingGroups, autoscaling:DescribeWarmPool, "
+    "ec2:DescribeInstances, cloudwatch:GetMetricStatistics, cloudwatch:GetMetricData; "
+    "cloudwatch:PutMetricData is further limited to the cvstack namespace by a condition)"
+)
+GROUP_ARN_BY_NAME = (
+    "the fleet's one Auto Scaling group, named by the stack: its ARN's middle part is a UUID "
+    "AWS assigns at creation (CloudFormation returns no ARN for a group), so the ARN names the "
+    "group by its fixed name and leaves only that UUID open"
 )
 INSTANCE_NO_RESOURCE_LEVEL = (
     "Resource::* only for cloudwatch:PutMetricData (limited to the cvstack namespace by a "
@@ -78,10 +91,13 @@ def acknowledgments(stack: CvstackStack, config: StackConfig) -> list[tuple[ICon
         ),
     ]
     found += front_door_acknowledgments(stack, config)
+    if isinstance(stack.gpu, GpuFleet):
+        found += fleet_acknowledgments(stack, stack.gpu)
+    unscoped = FLEET_NO_RESOURCE_LEVEL if config.fleet else NO_RESOURCE_LEVEL
     for role in stack.functions.roles:
-        found.append((role, "AwsSolutions-IAM5[Resource::*]", NO_RESOURCE_LEVEL))
+        found.append((role, "AwsSolutions-IAM5[Resource::*]", unscoped))
     found.append((stack.gpu.role, "AwsSolutions-IAM5[Resource::*]", INSTANCE_NO_RESOURCE_LEVEL))
-    if not config.termination_protection:
+    if isinstance(stack.gpu, GpuInstance) and not config.termination_protection:
         found.append(
             (
                 stack.gpu.instance,
@@ -91,6 +107,50 @@ def acknowledgments(stack: CvstackStack, config: StackConfig) -> list[tuple[ICon
                 "set terminationProtection in cdk.json to turn it on",
             )
         )
+    return found
+
+
+def fleet_acknowledgments(
+    stack: CvstackStack, fleet: GpuFleet
+) -> list[tuple[IConstruct, str, str]]:
+    """The fleet's group ARN, its notifications, the load balancer's logs, the demand table."""
+    arn = (
+        "arn:<AWS::Partition>:autoscaling:<AWS::Region>:<AWS::AccountId>:autoScalingGroup:*:"
+        f"autoScalingGroupName/{fleet.group_name}"
+    )
+    group_roles = (
+        fleet.role,
+        cast(IConstruct, stack.functions.start_server.role),
+        cast(IConstruct, stack.functions.idle_stop.role),
+    )
+    found: list[tuple[IConstruct, str, str]] = [
+        (role, f"AwsSolutions-IAM5[Resource::{arn}]", GROUP_ARN_BY_NAME) for role in group_roles
+    ]
+    found += [
+        (
+            fleet.group,
+            "AwsSolutions-AS3",
+            "only failed launches and terminations notify the alarm topic (no GPU capacity in "
+            "the zones, a quota reached): every /start, scale-out, scale-in and idle stop is a "
+            "scaling event, and a message for each would bury the alarms; the dashboard shows "
+            "the group's sizes",
+        ),
+        (
+            cast(IConstruct, stack.fleet_load_balancer),
+            "AwsSolutions-ELB2",
+            "no load balancer access logs: they record each request's full URL, and the "
+            "WebSocket's carries the session token in its query string (?token=), which no "
+            "log of this stack may hold; nginx on each instance logs every request without "
+            "its query, with the viewer's address (the load balancer preserves "
+            "X-Forwarded-For)",
+        ),
+        (
+            cast(IConstruct, stack.demand),
+            "AwsSolutions-DDB3",
+            "the demand table holds /start counts of the last minutes, which expire through "
+            "TTL and are re-created by the next /start: there is nothing to restore",
+        ),
+    ]
     return found
 
 

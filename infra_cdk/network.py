@@ -15,7 +15,8 @@ class Network(Construct):
     """`vpc` and the instance's `security_group`.
 
     The group opens nothing to the internet: the front door adds port 80 from CloudFront's
-    VPC-origin service group, and `operator_cidrs` (if any) reach the HTTPS port. The public
+    VPC-origin service group (in `fleet` mode the fleet's load balancer adds port 80 and nginx's
+    health port from its own group), and `operator_cidrs` (if any) reach the HTTPS port. The public
     subnets lie in `availability_zones`, or in the region's first two when empty; the
     instance's public IPv4 there serves its egress only (no NAT gateway to pay for).
     """
@@ -27,6 +28,7 @@ class Network(Construct):
         *,
         operator_cidrs: Sequence[str] = (),
         availability_zones: Sequence[str] = (),
+        fleet: bool = False,
     ) -> None:
         super().__init__(scope, construct_id)
         # The default security group is left as AWS creates it: nothing here uses it, and
@@ -60,7 +62,10 @@ class Network(Construct):
             self,
             "InstanceSecurityGroup",
             vpc=self.vpc,
-            description="cvstack GPU instance: HTTP from CloudFront VPC origins, HTTPS operators",
+            description="cvstack GPU fleet: HTTP and health checks from its load balancer, "
+            "HTTPS operators"
+            if fleet
+            else "cvstack GPU instance: HTTP from CloudFront VPC origins, HTTPS operators",
             allow_all_outbound=True,
         )
         for cidr in operator_cidrs:

@@ -55,3 +55,30 @@ def tag_last_start(instance_arn: str, tag_key: str) -> iam.PolicyStatement:
         resources=[instance_arn],
         conditions={"ForAllValues:StringEquals": {"aws:TagKeys": [tag_key]}},
     )
+
+
+def read_metric_data() -> iam.PolicyStatement:
+    """GetMetricData supports no resource-level permissions."""
+    return iam.PolicyStatement(actions=["cloudwatch:GetMetricData"], resources=["*"])
+
+
+def describe_fleet() -> iam.PolicyStatement:
+    """Auto Scaling's Describe actions support no resource-level permissions."""
+    return iam.PolicyStatement(
+        actions=["autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeWarmPool"],
+        resources=["*"],
+    )
+
+
+def on_group(group_arn: str, *actions: str) -> iam.PolicyStatement:
+    """`actions` on the one Auto Scaling group (its ARN by name: `fleet_group.group_arn`)."""
+    return iam.PolicyStatement(actions=list(actions), resources=[group_arn])
+
+
+def tag_group_last_start(group_arn: str, tag_key: str) -> iam.PolicyStatement:
+    """autoscaling:CreateOrUpdateTags on the one group, for the one tag key."""
+    return iam.PolicyStatement(
+        actions=["autoscaling:CreateOrUpdateTags"],
+        resources=[group_arn],
+        conditions={"ForAllValues:StringEquals": {"aws:TagKeys": [tag_key]}},
+    )

@@ -8,18 +8,24 @@ from aws_cdk import CfnOutput, Stack, Tags
 from constructs import Construct
 
 from infra_cdk.config import StackConfig
-from infra_cdk.front_door import FrontDoor
+from infra_cdk.demand_table import DemandTable
+from infra_cdk.fleet_group import GpuFleet
+from infra_cdk.fleet_load_balancer import FleetLoadBalancer
+from infra_cdk.fleet_monitoring import FleetMetrics
+from infra_cdk.front_door import BackendOrigin, FrontDoor
 from infra_cdk.generated_secret import GeneratedSecret
 from infra_cdk.gpu_instance import GpuInstance
 from infra_cdk.lifecycle_api import LifecycleApi
 from infra_cdk.lifecycle_functions import LifecycleFunctions
+from infra_cdk.lifecycle_targets import FleetTarget, InstanceTarget, LifecycleTarget
 from infra_cdk.model_store import ModelStore
 from infra_cdk.monitoring import Monitoring
 from infra_cdk.network import Network
 
 
 class CvstackStack(Stack):
-    """Network, model store, secrets, GPU instance, Lambdas, API, front door, monitoring."""
+    """Network, model store, secrets, the GPU instance (fleet mode: the GPU fleet, its load
+    balancer and the demand table), Lambdas, API, front door, monitoring."""
 
     def __init__(
         self, scope: Construct, construct_id: str, *, config: StackConfig, **kwargs: Any
@@ -30,6 +36,7 @@ class CvstackStack(Stack):
             "Network",
             operator_cidrs=config.operator_cidrs,
             availability_zones=config.availability_zones,
+            fleet=config.fleet,
         )
         self.model_store = ModelStore(self, "ModelStore")
         self.session_secret = GeneratedSecret(
@@ -47,22 +54,16 @@ class CvstackStack(Stack):
             ),
             length=48,
         )
-        self.gpu = GpuInstance(
-            self,
-            "Gpu",
-            config=config,
-            network=self.network,
-            model_store=self.model_store,
-            session_secret=self.session_secret,
-            origin_secret=self.origin_secret,
-        )
+        self.fleet_load_balancer: FleetLoadBalancer | None = None
+        self.demand: DemandTable | None = None
+        backend, target = self._gpu(config)
         self.api = LifecycleApi(self, "LifecycleApi", config=config)
         self.front_door = FrontDoor(
             self,
             "FrontDoor",
             config=config,
-            network=self.network,
-            gpu=self.gpu,
+            vpc=self.network.vpc,
+            backend=backend,
             api=self.api,
             origin_secret=self.origin_secret,
             access_logs=self.model_store.access_logs,
@@ -71,7 +72,7 @@ class CvstackStack(Stack):
             self,
             "Lifecycle",
             config=config,
-            gpu=self.gpu,
+            target=target,
             session_secret=self.session_secret,
             endpoint_host=self.front_door.host,
         )
@@ -80,7 +81,10 @@ class CvstackStack(Stack):
             self,
             "Monitoring",
             config=config,
-            instance_id=self.gpu.instance.instance_id,
+            instance_id=self.gpu.instance.instance_id
+            if isinstance(self.gpu, GpuInstance)
+            else None,
+            fleet=self.fleet_metrics,
             functions=self.functions.functions,
             idle_stop=self.functions.idle_stop,
             api=self.api.api,
@@ -92,10 +96,43 @@ class CvstackStack(Stack):
             ("SiteBucket", self.front_door.site_bucket.bucket_name),
             ("ApiUrl", self.api.api.url),
             ("ApiKeyId", self.api.api_key.key_id),
-            ("InstanceId", self.gpu.instance.instance_id),
+            (
+                ("InstanceId", self.gpu.instance.instance_id)
+                if isinstance(self.gpu, GpuInstance)
+                else ("FleetGroupName", self.gpu.group_name)
+            ),
             ("ModelBucket", self.model_store.bucket.bucket_name),
             ("SessionSecretArn", self.session_secret.secret.secret_arn),
             ("SettingsParameter", self.gpu.settings.parameter_name),
             ("DashboardName", self.monitoring.dashboard.dashboard_name),
         ):
             CfnOutput(self, name, value=value)
+
+    def _gpu(self, config: StackConfig) -> tuple[BackendOrigin, LifecycleTarget]:
+        """`gpu`: the GPU instance, or in fleet mode the GPU fleet with its load balancer and
+        demand table; returns what the front door reaches and what the Lambdas act on."""
+        self.fleet_metrics: FleetMetrics | None = None
+        kind: type[GpuInstance | GpuFleet] = GpuFleet if config.fleet else GpuInstance
+        self.gpu = gpu = kind(
+            self,
+            "Gpu",
+            config=config,
+            network=self.network,
+            model_store=self.model_store,
+            session_secret=self.session_secret,
+            origin_secret=self.origin_secret,
+        )
+        if isinstance(gpu, GpuInstance):
+            return (
+                BackendOrigin(gpu.instance, self.network.security_group),
+                InstanceTarget(gpu.instance.instance_id, gpu.instance_arn),
+            )
+        self.fleet_load_balancer = load_balancer = FleetLoadBalancer(
+            self, "FleetLoadBalancer", config=config, network=self.network, fleet=gpu
+        )
+        self.demand = DemandTable(self, "Demand")
+        self.fleet_metrics = FleetMetrics(gpu, load_balancer)
+        return (
+            BackendOrigin(load_balancer.load_balancer, load_balancer.security_group),
+            FleetTarget(gpu.group_name, gpu.group_arn, self.demand, config),
+        )

@@ -1,4 +1,5 @@
-"""One synthesis of the stack per test session, with cdk.json's context (no cdk-nag plugin)."""
+"""One synthesis of the stack per test session and mode, with cdk.json's context (no cdk-nag
+plugin)."""
 
 from __future__ import annotations
 
@@ -59,3 +60,9 @@ def resynthesized(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
         hostedZoneName="example.org",
         operatorCidrs=["198.51.100.7/32", "2001:db8::/64"],
     )
+
+
+@pytest.fixture(scope="session")
+def fleet_synthesized(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    """The fleet variant with cdk.json's other settings (`make synth MODE=fleet`)."""
+    return synthesize(tmp_path_factory.mktemp("cdk.out-fleet"), mode="fleet")

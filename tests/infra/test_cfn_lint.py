@@ -1,9 +1,10 @@
-"""cfn-lint on the synthesized template: no errors or warnings."""
+"""cfn-lint on the synthesized templates of both modes: no errors or warnings."""
 
 from __future__ import annotations
 
 import json
 
+import pytest
 from cfnlint.api import ManualArgs, lint
 
 from tests.infra.conftest import Synthesized
@@ -12,7 +13,9 @@ from tests.infra.conftest import Synthesized
 IGNORED = ["W3005"]
 
 
-def test_template_is_cfn_lint_clean(synthesized: Synthesized) -> None:
+@pytest.mark.parametrize("mode", ["synthesized", "fleet_synthesized"])
+def test_template_is_cfn_lint_clean(mode: str, request: pytest.FixtureRequest) -> None:
+    synthesized: Synthesized = request.getfixturevalue(mode)
     template = json.dumps(synthesized.template.to_json())
     matches = lint(
         template, config=ManualArgs(ignore_checks=IGNORED, regions=["us-east-1", "eu-west-1"])
