@@ -2,11 +2,11 @@
 stack's configuration.
 
 `cvstack instance settings` writes `/run/cvstack/stack.env` at every boot (secret ids, allowed
-origins; backend/instance/settings.py). The secrets themselves live in Secrets Manager and are
-fetched at every boot onto tmpfs, so they are never baked into the image or left on the disk:
-the session-token secret into a root-only file (`/run/cvstack/backend.env`), the origin secret
-CloudFront sends (X-Cvstack-Origin-Secret) into the map file nginx's origin listener includes
-(`/run/cvstack/nginx/origin-secret.map`, ami/nginx/cvstack.conf.j2).
+origins, fleet settings; backend/instance/settings.py). The secrets themselves live in Secrets
+Manager and are fetched at every boot onto tmpfs, so they are never baked into the image or
+left on the disk: the session-token secret into a root-only file (`/run/cvstack/backend.env`),
+the origin secret CloudFront sends (X-Cvstack-Origin-Secret) into the map file nginx's origin
+listener includes (`/run/cvstack/nginx/origin-secret.map`, ami/nginx/cvstack.conf.j2).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
@@ -38,9 +38,15 @@ class BackendEnvError(RuntimeError):
 
 
 def backend_environment(
-    secrets: SecretsManagerClient, secret_id: str, allowed_origins_csv: str
+    secrets: SecretsManagerClient,
+    secret_id: str,
+    allowed_origins_csv: str,
+    *,
+    max_wait_s: str | None = None,
+    drain_file: Path | None = None,
 ) -> dict[str, str]:
-    """The production variables, checked with the backend's own settings validation."""
+    """The production variables, checked with the backend's own settings validation; in fleet
+    mode also the admission wait and the drain file the fleet agent writes."""
     secret = _secret_string(secrets, secret_id, "session-token", "CVSTACK_SESSION_SECRET_ID")
     origins = [origin.strip() for origin in allowed_origins_csv.split(",") if origin.strip()]
     values = {
@@ -48,8 +54,18 @@ def backend_environment(
         "CVSTACK_SESSION_TOKEN_SECRET": secret,
         "CVSTACK_ALLOWED_ORIGINS": json.dumps(origins, separators=(",", ":")),
     }
+    checked: dict[str, Any] = {
+        "environment": "production",
+        "session_token_secret": secret,
+        "allowed_origins": origins,
+        "drain_file": drain_file,
+    }
+    if max_wait_s is not None:
+        values["CVSTACK_MAX_WAIT_S"] = checked["max_wait_s"] = max_wait_s
+    if drain_file is not None:
+        values["CVSTACK_DRAIN_FILE"] = str(drain_file)
     try:
-        Settings(environment="production", session_token_secret=secret, allowed_origins=origins)
+        Settings(**checked)
     except ValidationError as exc:
         problem = exc.errors()[0]["msg"]
         raise BackendEnvError(f"the backend would refuse to start: {problem}") from exc

@@ -4,14 +4,27 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import boto3
+from botocore.config import Config
 
-from backend.cli_support import fail, port_number, positive_int
-from backend.instance import backend_env, engines, heartbeat, model_sync, nginx_config, settings
+from backend.cli_support import fail, port_number, positive_float, positive_int
+from backend.instance import (
+    backend_env,
+    engines,
+    fleet_agent,
+    heartbeat,
+    imds,
+    model_sync,
+    nginx_config,
+    settings,
+)
 from backend.model_prep.manifest import ManifestError, load_manifest
 from backend.triton_server.repository import FLAVOURS
 
@@ -87,7 +100,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--state-file", type=Path, default=Path("/var/lib/cvstack/heartbeat-state.json")
     )
     beat.add_argument("--region", default=region)
+    beat.add_argument(
+        "--fleet-group-name",
+        default=os.environ.get(settings.FLEET_GROUP_NAME) or None,
+        help="fleet mode: also publish SessionLoad for this Auto Scaling group "
+        f"({settings.FLEET_GROUP_NAME})",
+    )
     beat.set_defaults(handler=_heartbeat)
+
+    _register_fleet_agent(commands, region)
 
     nginx = commands.add_parser("nginx-config", help="render the nginx site for given ports")
     nginx.add_argument(
@@ -111,6 +132,26 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         )
     nginx.add_argument("--out", type=Path, required=True)
     nginx.set_defaults(handler=_nginx_config)
+
+
+def _register_fleet_agent(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], region: str | None
+) -> None:
+    agent = commands.add_parser(
+        "fleet-agent",
+        help="fleet mode: scale-in protection while sessions run, the drain when the instance "
+        "leaves (runs until stopped; settings from CVSTACK_FLEET_* and CVSTACK_DRAIN_LIMIT_S)",
+    )
+    agent.add_argument("--backend-url", default="http://127.0.0.1:8080")
+    agent.add_argument("--drain-file", type=Path, default=fleet_agent.DRAIN_FILE)
+    agent.add_argument("--poll-s", type=positive_float, default=fleet_agent.POLL_S)
+    agent.add_argument(
+        "--imds-url",
+        default=None,
+        help=f"default: {imds.IMDS_ENDPOINT_VARIABLE} when set, else {imds.IMDS_URL}",
+    )
+    agent.add_argument("--region", default=region)
+    agent.set_defaults(handler=_fleet_agent)
 
 
 def _sync(args: argparse.Namespace) -> int:
@@ -158,9 +199,19 @@ def _backend_env(args: argparse.Namespace) -> int:
             "CVSTACK_SESSION_SECRET_ID, CVSTACK_ORIGIN_SECRET_ID and CVSTACK_FRONTEND_ORIGINS "
             "must be set (cvstack-settings writes them to /run/cvstack/stack.env)"
         )
+    try:
+        fleet = settings.fleet_settings(os.environ)
+    except settings.SettingsError as exc:
+        return fail(str(exc))
     secrets = boto3.client("secretsmanager", region_name=args.region)
     try:
-        values = backend_env.backend_environment(secrets, args.secret_id, args.allowed_origins)
+        values = backend_env.backend_environment(
+            secrets,
+            args.secret_id,
+            args.allowed_origins,
+            max_wait_s=os.environ.get(settings.MAX_WAIT_S) or None,
+            drain_file=fleet_agent.DRAIN_FILE if fleet else None,
+        )
         origin_secret = backend_env.origin_secret(secrets, args.origin_secret_id)
         origin_map = backend_env.write_origin_secret_map(
             origin_secret, args.origin_secret_dir, args.nginx_group
@@ -183,8 +234,44 @@ def _heartbeat(args: argparse.Namespace) -> int:
         backend_url=args.backend_url,
         triton_metrics_url=args.triton_metrics_url,
         state_file=args.state_file,
+        group_name=args.fleet_group_name,
     )
     print(", ".join(f"{d['MetricName']}={d.get('Value', d.get('Counts'))}" for d in data))
+    return 0
+
+
+def _fleet_agent(args: argparse.Namespace) -> int:
+    try:
+        fleet = settings.fleet_settings(os.environ)
+    except settings.SettingsError as exc:
+        return fail(str(exc))
+    if fleet is None:
+        return fail(
+            f"not in fleet mode: {settings.FLEET_GROUP_NAME} is not set (cvstack-settings writes "
+            "it to /run/cvstack/stack.env when cdk.json's mode is fleet)"
+        )
+    if not args.region:
+        return fail("no region: pass --region or set CVSTACK_AWS_REGION")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    agent = fleet_agent.FleetAgent(
+        imds_url=imds.imds_base_url(args.imds_url),
+        backend_url=args.backend_url,
+        drain_file=args.drain_file,
+        autoscaling=boto3.client(
+            "autoscaling",
+            region_name=args.region,
+            config=Config(connect_timeout=5, read_timeout=10, retries={"mode": "standard"}),
+        ),
+        group_name=fleet.group_name,
+        hook_name=fleet.hook_name,
+        drain_limit_s=fleet.drain_limit_s,
+        poll_s=args.poll_s,
+    )
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):  # PID 1 in its container: no default
+        signal.signal(signum, lambda *_: stop.set())
+    agent.run(stop)
+    print("fleet agent stopped", file=sys.stderr)
     return 0
 
 

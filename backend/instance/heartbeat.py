@@ -2,19 +2,20 @@
 
 Once a minute (a systemd timer) it probes the backend on loopback and publishes, in namespace
 `cvstack` with dimension `InstanceId` (docs/infrastructure.md, "Metric contract"):
-`ActiveSessions` (always, 0 included: idle_stop's signal), `BackendReady` (1 only when `/ready`
-answers 200), `PipelineFps`, `InferenceLatencyMs` (the frame-latency histogram's new
-observations since the previous beat, as values and counts) and `GpuUtilization` (from Triton's
-own metrics, when it reports a GPU). A backend that does not answer still yields
-`ActiveSessions=0` and `BackendReady=0`, so a dead backend is visible and never keeps the
-instance running.
+`ActiveSessions` (always, 0 included: idle_stop's signal), `WaitingSessions` (sessions queued for
+a slot), `BackendReady` (1 when `/ready` says Triton and the models answer, draining or not),
+`PipelineFps`, `InferenceLatencyMs` (the frame-latency histogram's new observations since the
+previous beat, as values and counts) and `GpuUtilization` (from Triton's own metrics, when it
+reports a GPU). In a fleet (`CVSTACK_FLEET_GROUP_NAME`) it adds `SessionLoad`, active plus
+waiting, with dimension `AutoScalingGroupName`: target tracking scales the group on its
+Average. A backend that does not answer still yields zero sessions and `BackendReady=0`, so a
+dead backend is visible and never keeps the instance running.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -24,20 +25,25 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from backend.instance.imds import INSTANCE_ID, imds_base_url, read_metadata
+
 if TYPE_CHECKING:
     from mypy_boto3_cloudwatch import CloudWatchClient
     from mypy_boto3_cloudwatch.type_defs import MetricDatumTypeDef
 
 NAMESPACE = "cvstack"
 DIMENSION = "InstanceId"
+FLEET_DIMENSION = "AutoScalingGroupName"
 ACTIVE_SESSIONS = "ActiveSessions"
+WAITING_SESSIONS = "WaitingSessions"
+SESSION_LOAD = "SessionLoad"
 BACKEND_READY = "BackendReady"
 INFERENCE_LATENCY_MS = "InferenceLatencyMs"
 PIPELINE_FPS = "PipelineFps"
 GPU_UTILIZATION = "GpuUtilization"
 LATENCY_HISTOGRAM = "cvstack_frame_latency_seconds"
-IMDS_URL = "http://169.254.169.254"
-IMDS_ENDPOINT_VARIABLE = "AWS_EC2_METADATA_SERVICE_ENDPOINT"
+ACTIVE_GAUGE = "cvstack_active_sessions"
+WAITING_GAUGE = "cvstack_waiting_sessions"
 
 
 @dataclass
@@ -46,6 +52,7 @@ class Probe:
 
     ready: bool = False
     active_sessions: float = 0.0
+    waiting_sessions: float = 0.0
     pipeline_fps: float | None = None
     latency_buckets: dict[float, float] = field(default_factory=dict)  # le (s) -> cumulative
     gpu_utilization: float | None = None  # percent, mean over GPUs
@@ -53,23 +60,20 @@ class Probe:
 
 def probe(backend_url: str, triton_metrics_url: str | None, timeout_s: float = 3.0) -> Probe:
     """Read `/ready` and `/metrics` of the backend and Triton's GPU metrics; never raises."""
-    result = Probe()
-    try:
-        with urllib.request.urlopen(f"{backend_url}/ready", timeout=timeout_s) as response:
-            result.ready = response.status == 200
-    except (urllib.error.URLError, OSError):
-        result.ready = False
-    text = _get_text(f"{backend_url}/metrics", timeout_s)
+    result = Probe(ready=_backend_works(backend_url, timeout_s))
+    text = get_text(f"{backend_url}/metrics", timeout_s)
     if text is not None:
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
-                if sample.name == "cvstack_active_sessions":
+                if sample.name == ACTIVE_GAUGE:
                     result.active_sessions = sample.value
+                elif sample.name == WAITING_GAUGE:
+                    result.waiting_sessions = sample.value
                 elif sample.name == "cvstack_pipeline_fps":
                     result.pipeline_fps = sample.value
                 elif sample.name == f"{LATENCY_HISTOGRAM}_bucket":
                     result.latency_buckets[float(sample.labels["le"])] = sample.value
-    triton_text = _get_text(triton_metrics_url, timeout_s) if triton_metrics_url else None
+    triton_text = get_text(triton_metrics_url, timeout_s) if triton_metrics_url else None
     if triton_text is not None:
         values = [
             sample.value
@@ -108,15 +112,21 @@ def latency_values(
 
 
 def metric_data(
-    result: Probe, instance_id: str, previous_buckets: dict[float, float], now: datetime
+    result: Probe,
+    instance_id: str,
+    previous_buckets: dict[float, float],
+    now: datetime,
+    group_name: str | None = None,
 ) -> list[MetricDatumTypeDef]:
-    """The CloudWatch datapoints of one beat."""
+    """The CloudWatch datapoints of one beat; `group_name`: the fleet's, when in one."""
     dimensions = [{"Name": DIMENSION, "Value": instance_id}]
 
-    def datum(name: str, value: float, unit: str) -> MetricDatumTypeDef:
+    def datum(
+        name: str, value: float, unit: str, where: list[dict[str, str]] = dimensions
+    ) -> MetricDatumTypeDef:
         return {
             "MetricName": name,
-            "Dimensions": dimensions,  # type: ignore[typeddict-item]
+            "Dimensions": where,  # type: ignore[typeddict-item]
             "Timestamp": now,
             "Value": value,
             "Unit": unit,  # type: ignore[typeddict-item]
@@ -124,8 +134,14 @@ def metric_data(
 
     data = [
         datum(ACTIVE_SESSIONS, result.active_sessions, "Count"),
+        datum(WAITING_SESSIONS, result.waiting_sessions, "Count"),
         datum(BACKEND_READY, 1.0 if result.ready else 0.0, "Count"),
     ]
+    if group_name:
+        load = result.active_sessions + result.waiting_sessions
+        data.append(
+            datum(SESSION_LOAD, load, "Count", [{"Name": FLEET_DIMENSION, "Value": group_name}])
+        )
     if result.pipeline_fps is not None:
         data.append(datum(PIPELINE_FPS, result.pipeline_fps, "Count/Second"))
     if result.gpu_utilization is not None:
@@ -152,12 +168,13 @@ def beat(
     backend_url: str,
     triton_metrics_url: str | None,
     state_file: Path,
+    group_name: str | None = None,
     now: datetime | None = None,
 ) -> list[MetricDatumTypeDef]:
     """Probe, publish one minute's datapoints, remember the histogram for the next beat."""
     result = probe(backend_url, triton_metrics_url)
     previous = _load_buckets(state_file)
-    data = metric_data(result, instance_id, previous, now or datetime.now(UTC))
+    data = metric_data(result, instance_id, previous, now or datetime.now(UTC), group_name)
     cloudwatch.put_metric_data(Namespace=NAMESPACE, MetricData=data)
     state_file.parent.mkdir(parents=True, exist_ok=True)
     temporary = state_file.with_suffix(".tmp")
@@ -167,26 +184,31 @@ def beat(
 
 
 def instance_id_from_imds(base_url: str | None = None, timeout_s: float = 2.0) -> str:
-    """This instance's id through IMDSv2 (the stack requires tokens): a PUT for a session token,
-    then the GET with it. The endpoint is botocore's own `AWS_EC2_METADATA_SERVICE_ENDPOINT`
-    when set (as for credentials), else the link-local address."""
-    base_url = (base_url or os.environ.get(IMDS_ENDPOINT_VARIABLE) or IMDS_URL).rstrip("/")
-    token_request = urllib.request.Request(
-        f"{base_url}/latest/api/token",
-        method="PUT",
-        headers={"X-aws-ec2-metadata-token-ttl-seconds": "60"},
-    )
-    with urllib.request.urlopen(token_request, timeout=timeout_s) as response:
-        token = response.read().decode()
-    request = urllib.request.Request(
-        f"{base_url}/latest/meta-data/instance-id",
-        headers={"X-aws-ec2-metadata-token": token},
-    )
-    with urllib.request.urlopen(request, timeout=timeout_s) as response:
-        return str(response.read().decode().strip())
+    """This instance's id through IMDSv2 (backend/instance/imds.py); OSError when IMDS fails."""
+    instance_id = read_metadata(imds_base_url(base_url), INSTANCE_ID, timeout_s)
+    if not instance_id:
+        raise OSError("IMDS has no instance-id")
+    return instance_id
 
 
-def _get_text(url: str | None, timeout_s: float) -> str | None:
+def _backend_works(backend_url: str, timeout_s: float) -> bool:
+    """`/ready`'s `ready`: Triton and the models answer. A draining backend answers 503 but
+    works, and its body says so; without a JSON body (a proxy's error page) 503 means not."""
+    try:
+        with urllib.request.urlopen(f"{backend_url}/ready", timeout=timeout_s) as response:
+            return bool(response.status == 200)
+    except urllib.error.HTTPError as error:
+        try:
+            body = json.loads(error.read())
+        except (ValueError, OSError):
+            return False
+        return isinstance(body, dict) and body.get("ready") is True
+    except OSError:
+        return False
+
+
+def get_text(url: str | None, timeout_s: float) -> str | None:
+    """The body of a GET, or None when it fails (or there is no URL)."""
     if url is None:
         return None
     try:

@@ -2,7 +2,8 @@
 
 User data writes only the immutable bootstrap lines to `/etc/cvstack/instance.env`
 (`CVSTACK_AWS_REGION`, `CVSTACK_SETTINGS_PARAMETER`). Everything that can change after launch
-(model store, secret ids, allowed origins) lives in an SSM String parameter holding a JSON
+(model store, secret ids, allowed origins; in fleet mode the group, its termination hook and
+the drain limit, and the admission wait) lives in an SSM String parameter holding a JSON
 object, so a `cdk deploy` that changes it reaches the instance at its next boot. This module
 reads and validates that parameter and writes `/run/cvstack/stack.env` (tmpfs, 0600, atomic):
 the bootstrap lines, the parameter's lines, then the optional AWS endpoint overrides of
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -32,6 +35,16 @@ SESSION_SECRET_ID = "CVSTACK_SESSION_SECRET_ID"
 ORIGIN_SECRET_ID = "CVSTACK_ORIGIN_SECRET_ID"
 FRONTEND_ORIGINS = "CVSTACK_FRONTEND_ORIGINS"
 SETTING_KEYS = (MODELS_S3_URI, SESSION_SECRET_ID, ORIGIN_SECRET_ID, FRONTEND_ORIGINS)
+# Fleet mode only: all three or none (backend/instance/fleet_agent.py reads them).
+FLEET_GROUP_NAME = "CVSTACK_FLEET_GROUP_NAME"
+FLEET_HOOK_NAME = "CVSTACK_FLEET_HOOK_NAME"
+DRAIN_LIMIT_S = "CVSTACK_DRAIN_LIMIT_S"
+FLEET_KEYS = (FLEET_GROUP_NAME, FLEET_HOOK_NAME, DRAIN_LIMIT_S)
+# Optional in either mode: the backend's admission wait (fleet mode sets 5 s), for backend.env.
+MAX_WAIT_S = "CVSTACK_MAX_WAIT_S"
+OPTIONAL_KEYS = (*FLEET_KEYS, MAX_WAIT_S)
+# A lifecycle action waits at most 48 hours, heartbeats or not.
+MAX_DRAIN_LIMIT_S = 48 * 3600
 
 _KEY = re.compile(r"[A-Z_][A-Z0-9_]*")
 # Values go into env files that both systemd and `docker run --env-file` read; those two
@@ -40,6 +53,10 @@ _PLAIN = re.compile(r"[^\s\"'\\`$]*")
 _S3_URI = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/\S*)?")
 # An origin, or `self`: the page's own origin (backend/security/origins.py).
 _ORIGIN = re.compile(r"self|https?://[A-Za-z0-9.-]+(:\d{1,5})?")
+_GROUP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
+_HOOK_NAME = re.compile(r"[A-Za-z0-9_/-]{1,255}")  # Auto Scaling's own pattern
+_WHOLE_SECONDS = re.compile(r"[0-9]{1,6}")
+_SECONDS = re.compile(r"[0-9]{1,4}(\.[0-9]+)?")
 
 
 class ParameterReader(Protocol):
@@ -50,6 +67,38 @@ class ParameterReader(Protocol):
 
 class SettingsError(RuntimeError):
     """The instance's settings are missing or invalid; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class FleetSettings:
+    """What the fleet agent needs: the group, its termination hook, the drain limit."""
+
+    group_name: str
+    hook_name: str
+    drain_limit_s: int
+
+
+def fleet_settings(
+    values: Mapping[str, str], where: str = "the environment"
+) -> FleetSettings | None:
+    """The fleet keys of `values` (stack.env's lines, or the agent's environment), checked;
+    None when the instance is not in a fleet (none of them set)."""
+    present = [key for key in FLEET_KEYS if values.get(key)]
+    if not present:
+        return None
+    missing = [key for key in FLEET_KEYS if key not in present]
+    if missing:
+        raise SettingsError(
+            f"{where}: {missing[0]} is not set but {present[0]} is: fleet mode needs "
+            f"{', '.join(FLEET_KEYS)} together (cdk.json context.cvstack mode: fleet)"
+        )
+    for key in FLEET_KEYS:
+        _checked(key, values[key], where)
+    return FleetSettings(
+        group_name=values[FLEET_GROUP_NAME],
+        hook_name=values[FLEET_HOOK_NAME],
+        drain_limit_s=int(values[DRAIN_LIMIT_S]),
+    )
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -119,11 +168,11 @@ def parse_settings(text: str, name: str) -> dict[str, str]:
         ) from exc
     if not isinstance(document, dict):
         raise SettingsError(f"SSM parameter {name} must hold a JSON object, not {text[:40]!r}")
-    unknown = sorted(set(document) - set(SETTING_KEYS))
+    unknown = sorted(set(document) - set(SETTING_KEYS) - set(OPTIONAL_KEYS))
     if unknown:
         raise SettingsError(
             f"SSM parameter {name} has unknown key {unknown[0]}: remove it; the keys are "
-            f"{', '.join(SETTING_KEYS)}"
+            f"{', '.join(SETTING_KEYS)}, and optionally {', '.join(OPTIONAL_KEYS)}"
         )
     missing = [key for key in SETTING_KEYS if key not in document]
     if missing:
@@ -132,13 +181,13 @@ def parse_settings(text: str, name: str) -> dict[str, str]:
             "so it writes every key"
         )
     values: dict[str, str] = {}
-    for key in SETTING_KEYS:
+    where = f"SSM parameter {name}"
+    for key in (*SETTING_KEYS, *(key for key in OPTIONAL_KEYS if key in document)):
         value = document[key]
         if not isinstance(value, str):
-            raise SettingsError(
-                f"SSM parameter {name}: {key} must be a string, not {json.dumps(value)}"
-            )
-        values[key] = _checked(key, _plain(key, value, f"SSM parameter {name}"), name)
+            raise SettingsError(f"{where}: {key} must be a string, not {json.dumps(value)}")
+        values[key] = _checked(key, _plain(key, value, where), where)
+    fleet_settings(values, where)
     return values
 
 
@@ -172,7 +221,7 @@ def _plain(key: str, value: str, where: str) -> str:
     return value
 
 
-def _checked(key: str, value: str, name: str) -> str:
+def _checked(key: str, value: str, where: str) -> str:
     problem = None
     if key == MODELS_S3_URI and not _S3_URI.fullmatch(value):
         problem = "must be an s3://bucket/prefix/ URI (the stack's model bucket)"
@@ -188,6 +237,19 @@ def _checked(key: str, value: str, name: str) -> str:
                 f"must be comma-separated origins like self,https://app.example.com (no path); "
                 f"got {bad[0] if bad else 'nothing'!r}"
             )
+    elif key == FLEET_GROUP_NAME and not _GROUP_NAME.fullmatch(value):
+        problem = f"must name the Auto Scaling group (letters, digits, . _ -), not {value!r}"
+    elif key == FLEET_HOOK_NAME and not _HOOK_NAME.fullmatch(value):
+        problem = f"must name the group's termination lifecycle hook, not {value!r}"
+    elif key == DRAIN_LIMIT_S and not (
+        _WHOLE_SECONDS.fullmatch(value) and 1 <= int(value) <= MAX_DRAIN_LIMIT_S
+    ):
+        problem = (
+            f"must be whole seconds from 1 to {MAX_DRAIN_LIMIT_S} (a lifecycle action's "
+            f"limit), not {value!r}"
+        )
+    elif key == MAX_WAIT_S and not _SECONDS.fullmatch(value):
+        problem = f"must be seconds, e.g. 5 (a session's wait for a slot), not {value!r}"
     if problem:
-        raise SettingsError(f"SSM parameter {name}: {key} {problem} (cdk.json context.cvstack)")
+        raise SettingsError(f"{where}: {key} {problem} (cdk.json context.cvstack)")
     return value

@@ -5,6 +5,7 @@ when Auto Scaling takes the instance out of service. Then `/ready` answers 503 (
 balancer stops routing here), a new WebSocket handshake is refused with HTTP 503, and sessions
 waiting for a slot are told `draining` and closed with 1013; live sessions run on until they
 end. Removing the file ends the drain. The answer is one `stat` per question, no thread.
+`start_drain` is what the agent (and the local fleet tests) call to begin one.
 """
 
 from __future__ import annotations
@@ -19,6 +20,17 @@ DRAINING_MESSAGE = (
     "this server is leaving the fleet and takes no new sessions; reconnect: the load balancer "
     "sends new sessions to another instance"
 )
+
+
+def start_drain(path: Path, reason: str) -> None:
+    """Create the drain file atomically (a temporary beside it, renamed over it), readable by
+    all, holding `reason` for whoever looks. Its modification time is when the drain began."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    with os.fdopen(descriptor, "w") as handle:
+        os.fchmod(descriptor, 0o644)
+        handle.write(f"{reason}\n")
+    temporary.replace(path)
 
 
 class DrainFileError(ValueError):

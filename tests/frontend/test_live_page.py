@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import cv2
 from playwright.sync_api import Page
+from websockets.sync.client import connect
 
 from backend.triton_server.local_server import LocalTritonServer
 from tests.backend.service.conftest import BackendServer, backend_settings, bus_photo
 from tests.frontend.conftest import (
     DETECTION_OVERRIDES,
+    WAIT_MS,
     save_screenshot,
     snapshot,
     wait_for_results,
@@ -165,3 +168,41 @@ def test_the_page_survives_a_backend_restart(
     finally:
         for server in servers:
             server.stop()
+
+
+def test_the_page_reconnects_when_a_draining_server_sends_its_waiting_session_away(
+    yolo_models_dir: Path, triton: LocalTritonServer, page: Page, tmp_path: Path
+) -> None:
+    """Fleet mode's drain: the page waits for a slot, is told `draining` (fatal, close 1013),
+    and reconnects instead of giving up; once a server takes it (here the same one, drain
+    over and the slot free) it runs."""
+    drain_file = tmp_path / "drain"
+    settings = backend_settings(
+        yolo_models_dir,
+        triton.address,
+        max_sessions=1,
+        max_wait_s=120,
+        queue_status_interval_s=0.2,
+        drain_file=drain_file,
+        **DETECTION_OVERRIDES,
+    )
+    server = BackendServer(settings).start()
+    try:
+        with connect(server.ws_url) as blocker:
+            blocker.send(json.dumps({"type": "init", "params": {}}))
+            blocker.send(json.dumps({"type": "start"}))
+            while json.loads(blocker.recv(timeout=30)).get("state") != "running":
+                pass
+            page.goto(f"{server.url}/")
+            page.wait_for_function("() => window.cvstack.state === 'waiting'", timeout=WAIT_MS)
+            drain_file.touch()
+            page.wait_for_function(
+                "() => window.cvstack.errors.includes('draining')", timeout=WAIT_MS
+            )
+            page.wait_for_function("() => window.cvstack.state === 'reconnecting'", timeout=WAIT_MS)
+            drain_file.unlink()
+        wait_for_results(page, 3)
+        assert page.evaluate("() => window.cvstack.state") == "running"
+        assert snapshot(page)["reconnects"] >= 1
+    finally:
+        server.stop()

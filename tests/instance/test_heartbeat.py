@@ -17,12 +17,15 @@ from backend.instance.heartbeat import (
     ACTIVE_SESSIONS,
     BACKEND_READY,
     DIMENSION,
-    IMDS_ENDPOINT_VARIABLE,
+    FLEET_DIMENSION,
     INFERENCE_LATENCY_MS,
     NAMESPACE,
+    SESSION_LOAD,
+    WAITING_SESSIONS,
     beat,
     latency_values,
 )
+from backend.instance.imds import IMDS_ENDPOINT_VARIABLE
 from backend.triton_server.local_server import ServerAddress
 from lambdas.shared import metrics as contract
 from tests.backend.service.conftest import BackendServer, Client, jpeg_frame
@@ -31,6 +34,7 @@ if TYPE_CHECKING:
     from mypy_boto3_cloudwatch import CloudWatchClient
 
 INSTANCE = "i-0123456789abcdef0"
+GROUP = "CvStack-gpu-fleet"
 
 
 @pytest.fixture
@@ -78,13 +82,15 @@ def imds() -> Iterator[str]:
     server.shutdown()
 
 
-def maximum(cloudwatch: CloudWatchClient, name: str) -> float | None:
+def maximum(
+    cloudwatch: CloudWatchClient, name: str, dimension: tuple[str, str] = (DIMENSION, INSTANCE)
+) -> float | None:
     """What idle_stop reads: the per-minute Maximum over the last few minutes."""
     now = datetime.now(UTC)
     points = cloudwatch.get_metric_statistics(
         Namespace=NAMESPACE,
         MetricName=name,
-        Dimensions=[{"Name": DIMENSION, "Value": INSTANCE}],
+        Dimensions=[{"Name": dimension[0], "Value": dimension[1]}],
         StartTime=now - timedelta(minutes=5),
         EndTime=now + timedelta(minutes=1),
         Period=60,
@@ -99,6 +105,58 @@ def test_names_match_the_contract_idle_stop_reads() -> None:
         contract.DIMENSION,
         contract.ACTIVE_SESSIONS,
     )
+
+
+def test_fleet_names_match_the_contract_the_scaling_policy_reads() -> None:
+    assert (WAITING_SESSIONS, SESSION_LOAD, FLEET_DIMENSION) == (
+        contract.WAITING_SESSIONS,
+        contract.SESSION_LOAD,
+        contract.FLEET_DIMENSION,
+    )
+
+
+def test_a_fleet_instance_publishes_waiting_sessions_and_its_load_and_stays_ready_draining(
+    cloudwatch: CloudWatchClient,
+    start_backend: Callable[..., BackendServer],
+    open_client: Callable[..., tuple[Client, dict[str, Any]]],
+    tmp_path: Path,
+) -> None:
+    """One slot, one session running and one waiting: WaitingSessions=1 per instance and
+    SessionLoad=2 for the group. A draining backend answers /ready 503 but works:
+    BackendReady stays 1 (the alarm is for broken backends)."""
+    drain_file = tmp_path / "drain"
+    backend = start_backend(
+        max_sessions=1, max_wait_s=120, queue_status_interval_s=0.2, drain_file=drain_file
+    )
+    running, _ = open_client(backend.ws_url)
+    running.start()
+    waiting, _ = open_client(backend.ws_url)
+    waiting.send_json({"type": "init", "params": {}})
+    waiting.send_json({"type": "start"})
+    assert waiting.receive_type("queue_status")["state"] == "waiting"
+    state = tmp_path / "heartbeat.json"
+
+    data = beat(
+        cloudwatch,
+        INSTANCE,
+        backend_url=backend.url,
+        triton_metrics_url=None,
+        state_file=state,
+        group_name=GROUP,
+    )
+    load = next(d for d in data if d["MetricName"] == SESSION_LOAD)
+    assert load["Dimensions"] == [{"Name": FLEET_DIMENSION, "Value": GROUP}]
+    assert maximum(cloudwatch, WAITING_SESSIONS) == 1
+    assert maximum(cloudwatch, SESSION_LOAD, (FLEET_DIMENSION, GROUP)) == 2
+
+    drain_file.touch()
+    assert waiting.receive_type("error")["code"] == "draining"
+    data = beat(
+        cloudwatch, INSTANCE, backend_url=backend.url, triton_metrics_url=None, state_file=state
+    )
+    values = {d["MetricName"]: d.get("Value") for d in data}
+    assert values[BACKEND_READY] == 1 and values[ACTIVE_SESSIONS] == 1
+    assert SESSION_LOAD not in values, "outside a fleet: no group metric"
 
 
 def test_an_open_session_is_published_and_keeps_the_instance_up(
@@ -145,11 +203,15 @@ def test_a_dead_backend_reports_zero_sessions_and_not_ready(
             str(tmp_path / "state.json"),
             "--region",
             "us-east-1",
+            "--fleet-group-name",
+            GROUP,
         ]
     )
     assert code == 0 and "BackendReady=0.0" in capsys.readouterr().out
     assert maximum(cloudwatch, ACTIVE_SESSIONS) == 0
+    assert maximum(cloudwatch, WAITING_SESSIONS) == 0
     assert maximum(cloudwatch, BACKEND_READY) == 0
+    assert maximum(cloudwatch, SESSION_LOAD, (FLEET_DIMENSION, GROUP)) == 0
 
 
 def test_latency_counts_only_new_observations_and_survive_a_restart() -> None:

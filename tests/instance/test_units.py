@@ -287,6 +287,29 @@ def test_provisioning_installs_and_enables_every_unit() -> None:
     assert installable <= enabled, installable - enabled
 
 
+def test_the_fleet_agent_runs_only_in_fleet_mode_and_shares_its_drain_folder() -> None:
+    """Skipped (not failed) unless stack.env names a fleet group; restarted whenever it stops;
+    its folder, which the backend's container bind-mounts, outlives its restarts."""
+    agent = unit_settings(UNITS_DIR / "cvstack-fleet-agent.service")
+    assert agent["Service.ExecCondition"] == [
+        "/usr/bin/grep -q ^CVSTACK_FLEET_GROUP_NAME=. /run/cvstack/stack.env"
+    ]
+    assert {SETTINGS, "docker.service"} <= words(agent, "Unit.Requires") & words(
+        agent, "Unit.After"
+    )
+    assert agent["Service.Restart"] == ["always"]
+    assert agent["Service.RuntimeDirectory"] == ["cvstack-fleet"]
+    assert agent["Service.RuntimeDirectoryMode"] == ["0755"]
+    assert agent["Service.RuntimeDirectoryPreserve"] == ["yes"]
+    command = agent["Service.ExecStart"][0]
+    assert "--env-file /run/cvstack/stack.env" in command
+    assert "-v /run/cvstack-fleet:/run/cvstack-fleet " in command
+    assert "cvstack instance fleet-agent --drain-file /run/cvstack-fleet/drain" in command
+    heartbeat = unit_settings(UNITS_DIR / "cvstack-heartbeat.service")
+    assert "-/run/cvstack/stack.env" in heartbeat["Service.EnvironmentFile"]  # optional
+    assert "-e CVSTACK_FLEET_GROUP_NAME" in heartbeat["Service.ExecStart"][0]
+
+
 def test_no_unit_that_others_require_restarts_itself() -> None:
     """systemd before 254 (Debian 12 has 252, Ubuntu 22.04 249) fails every unit that
     Requires= a oneshot at the oneshot's first failure and never starts them again after its
