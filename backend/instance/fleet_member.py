@@ -7,7 +7,7 @@ instance reads its target lifecycle state from IMDS (`autoscaling/target-lifecyc
 stops admitting sessions, waits for the live ones up to a limit, keeps the hook alive
 meanwhile (RecordLifecycleActionHeartbeat), then lets it go (CompleteLifecycleAction).
 
-`decide` is pure; the three calls below it are thin. Not wired into the backend yet.
+`decide` is pure; the three calls below it are thin. `FleetAgent` (fleet_agent.py) applies them.
 """
 
 from __future__ import annotations
