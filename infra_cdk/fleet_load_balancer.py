@@ -88,8 +88,9 @@ class FleetLoadBalancer(Construct):
             target_type=elbv2.TargetType.INSTANCE,
             targets=[fleet.group],
             deregistration_delay=Duration.minutes(config.fleet_drain_minutes),
-            # An open WebSocket is an outstanding request: new sessions go to the instance
-            # with the fewest.
+            # New requests go to the target with the fewest in flight. AWS does not document
+            # whether an upgraded WebSocket stays "in flight"; if not, this is round robin, and
+            # a full instance still sends extra sessions away (CVSTACK_MAX_WAIT_S).
             load_balancing_algorithm_type=(
                 elbv2.TargetGroupLoadBalancingAlgorithmType.LEAST_OUTSTANDING_REQUESTS
             ),

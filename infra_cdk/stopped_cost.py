@@ -1,14 +1,15 @@
-"""What the stack bills while the GPU instance is stopped, counted from the synthesized template.
+"""What the stack bills while the GPU instance is stopped (fleet mode: while the fleet is at
+zero), counted from the synthesized template.
 
-`docs/infrastructure.md` shows `markdown_table(stopped_cost(template))`; a test regenerates it
-from the template the tests synthesize, so the figures follow every change to the stack.
-Prices are AWS's us-east-1 list prices (USD); other regions differ by a few percent.
+`docs/infrastructure.md` shows `markdown_table(stopped_cost(template))` for both modes; a test
+regenerates them from the templates the tests synthesize, so the figures follow every change to
+the stack. Prices are AWS's us-east-1 list prices (USD); other regions differ by a few percent.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,7 @@ LAMBDA_ARM_GB_SECOND = 0.0000133334
 LOGS_INGEST_GB = 0.50
 S3_STANDARD_GB_MONTH = 0.023
 PAGE_MB = 0.1  # frontend/ plus config.json: well under a megabyte
+ALB_HOUR = 0.0225  # plus LCUs, billed only for traffic
 # Assumptions a template cannot say; each is stated in the table's "counted" column.
 IDLE_CHECK_SECONDS = 0.3  # idle_stop of a stopped instance: one DescribeInstances, one put
 IDLE_CHECK_LOG_BYTES = 1_500  # Lambda's START/END/REPORT lines plus one JSON report line
@@ -57,6 +59,7 @@ def stopped_cost(template: Mapping[str, Any]) -> list[CostItem]:
         for mapping in instance.get("BlockDeviceMappings", [])
         if "Ebs" in mapping
     )
+    groups = of_type("AWS::AutoScaling::AutoScalingGroup")
     addresses = len(of_type("AWS::EC2::EIP"))
     secrets = len(of_type("AWS::SecretsManager::Secret"))
     distributions = len(of_type("AWS::CloudFront::Distribution"))
@@ -65,8 +68,14 @@ def stopped_cost(template: Mapping[str, Any]) -> list[CostItem]:
     dashboards = len(of_type("AWS::CloudWatch::Dashboard"))
     checks = _scheduled_invocations_per_month(resources)
     memory_gb = _scheduled_memory_mb(resources) / 1024
+    gpu = (
+        _fleet_items(of_type)
+        if groups
+        else [CostItem("EBS gp3 root volume", f"{volume_gib} GiB", volume_gib * GP3_GB_MONTH)]
+    )
+    running_metric = "InstancesRunning" if groups else "InstanceRunning"
     return [
-        CostItem("EBS gp3 root volume", f"{volume_gib} GiB", volume_gib * GP3_GB_MONTH),
+        *gpu,
         CostItem(
             "Elastic IP (the instance's auto-assigned public IPv4 is released on stop)",
             f"{addresses} x {HOURS_PER_MONTH} h",
@@ -98,7 +107,7 @@ def stopped_cost(template: Mapping[str, Any]) -> list[CostItem]:
             secrets * SECRET_MONTH,
         ),
         CostItem(
-            "custom metric published while stopped (InstanceRunning)",
+            f"custom metric published while stopped ({running_metric})",
             f"{METRICS_PUBLISHED_WHILE_STOPPED}",
             METRICS_PUBLISHED_WHILE_STOPPED * CUSTOM_METRIC_MONTH,
         ),
@@ -117,6 +126,38 @@ def stopped_cost(template: Mapping[str, Any]) -> list[CostItem]:
             "idle_stop's log lines",
             f"{checks:,} x {IDLE_CHECK_LOG_BYTES / 1000:.1f} kB",
             checks * IDLE_CHECK_LOG_BYTES / 1e9 * LOGS_INGEST_GB,
+        ),
+    ]
+
+
+def _fleet_items(of_type: Callable[[str], list[dict[str, Any]]]) -> list[CostItem]:
+    """At zero, the warm pool's stopped instances keep their root volumes (AWS's default pool
+    holds maxSize of them), and the load balancer bills by the hour."""
+    (group,) = of_type("AWS::AutoScaling::AutoScalingGroup")
+    pools = of_type("AWS::AutoScaling::WarmPool")
+    warm = int(pools[0].get("MaxGroupPreparedCapacity", group["MaxSize"])) if pools else 0
+    (template,) = of_type("AWS::EC2::LaunchTemplate")
+    volume_gib = sum(
+        int(mapping["Ebs"]["VolumeSize"])
+        for mapping in template["LaunchTemplateData"].get("BlockDeviceMappings", [])
+        if "Ebs" in mapping
+    )
+    balancers = len(of_type("AWS::ElasticLoadBalancingV2::LoadBalancer"))
+    return [
+        CostItem(
+            "EBS gp3 root volumes of the warm pool's stopped instances",
+            f"{warm} x {volume_gib} GiB",
+            warm * volume_gib * GP3_GB_MONTH,
+        ),
+        CostItem(
+            "Application Load Balancer (hourly; LCUs only for traffic)",
+            f"{balancers} x {HOURS_PER_MONTH} h",
+            balancers * HOURS_PER_MONTH * ALB_HOUR,
+        ),
+        CostItem(
+            "DynamoDB demand table (on-demand: billed per /start only)",
+            f"{len(of_type('AWS::DynamoDB::Table'))}, no requests while nobody visits",
+            0.0,
         ),
     ]
 

@@ -1,23 +1,36 @@
-"""The cost-while-stopped table in docs/infrastructure.md is the one the template gives."""
+"""The cost-while-stopped tables in docs/infrastructure.md (single mode, and fleet mode at zero)
+are the ones the templates give."""
 
 from __future__ import annotations
 
 import re
+
+import pytest
 
 from backend.paths import REPO_ROOT
 from infra_cdk.stopped_cost import markdown_table, stopped_cost
 from tests.infra.conftest import Synthesized
 
 DOC = REPO_ROOT / "docs" / "infrastructure.md"
-TABLE = re.compile(r"<!-- stopped-cost:begin -->\n(.*?)\n<!-- stopped-cost:end -->", re.S)
 
 
-def test_documented_table_matches_the_template(synthesized: Synthesized) -> None:
-    documented = TABLE.search(DOC.read_text())
-    assert documented, f"{DOC} lost its stopped-cost markers"
+def table(marker: str) -> re.Pattern[str]:
+    return re.compile(rf"<!-- {marker}:begin -->\n(.*?)\n<!-- {marker}:end -->", re.S)
+
+
+@pytest.mark.parametrize(
+    ("marker", "mode"),
+    [("stopped-cost", "synthesized"), ("fleet-stopped-cost", "fleet_synthesized")],
+)
+def test_documented_table_matches_the_template(
+    marker: str, mode: str, request: pytest.FixtureRequest
+) -> None:
+    synthesized: Synthesized = request.getfixturevalue(mode)
+    documented = table(marker).search(DOC.read_text())
+    assert documented, f"{DOC} lost its {marker} markers"
     expected = markdown_table(stopped_cost(synthesized.template.to_json()))
     assert documented.group(1) == expected, (
-        "docs/infrastructure.md's cost-while-stopped table is stale; replace it with:\n" + expected
+        f"docs/infrastructure.md's {marker} table is stale; replace it with:\n" + expected
     )
 
 
@@ -36,3 +49,16 @@ def test_counts_what_is_billed_while_stopped(synthesized: Synthesized) -> None:
     front_door = [i for name, i in items.items() if "CloudFront" in name or "S3 site" in name]
     assert len(front_door) == 2 and all(round(i.usd_month, 2) == 0 for i in front_door)
     assert sum(i.usd_month for i in items.values()) < 15
+
+
+def test_a_fleet_at_zero_bills_its_warm_pool_and_its_load_balancer(
+    fleet_synthesized: Synthesized,
+) -> None:
+    items = {i.item: i for i in stopped_cost(fleet_synthesized.template.to_json())}
+    assert "EBS gp3 root volume" not in items  # no instance of its own
+    warm = items["EBS gp3 root volumes of the warm pool's stopped instances"]
+    # AWS's default pool (fleetWarmPoolSize -1) keeps maxSize instances stopped at zero.
+    assert (warm.counted, warm.usd_month) == ("4 x 100 GiB", 32.0)
+    balancer = next(i for name, i in items.items() if name.startswith("Application Load"))
+    assert (balancer.counted, round(balancer.usd_month, 2)) == ("1 x 730 h", 16.43)
+    assert "custom metric published while stopped (InstancesRunning)" in items
