@@ -22,14 +22,12 @@ from infra_cdk.generated_secret import GeneratedSecret
 from infra_cdk.gpu_instance import instance_role, instance_settings, instance_user_data, root_volume
 from infra_cdk.model_store import ModelStore
 from infra_cdk.network import Network
-from lambdas.shared.metrics import FLEET_DIMENSION, NAMESPACE
+from lambdas.shared.metrics import FLEET_DIMENSION, NAMESPACE, SESSION_LOAD
 
 DRAIN_HOOK_NAME = "cvstack-drain"
 # The fleet agent sends RecordLifecycleActionHeartbeat every few seconds while it drains; a
 # silent instance (agent or host dead) is let go after this long.
 DRAIN_HEARTBEAT = Duration.minutes(5)
-# Published by each fleet instance every minute (contract: docs/infrastructure.md, "Fleet mode").
-SESSION_LOAD = "SessionLoad"
 # A full instance sends extra sessions away after this long, so a reconnect lands elsewhere.
 FULL_INSTANCE_MAX_WAIT_S = 5
 # Before the first health check counts: a fresh launch builds its TensorRT engines on first

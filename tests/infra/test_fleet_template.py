@@ -12,6 +12,7 @@ import pytest
 from aws_cdk.assertions import Match
 
 from backend.instance.nginx_config import FRONT_DOOR_KEEPALIVE_S, HEALTH_PORT
+from backend.instance.settings import FleetSettings, fleet_settings, parse_settings
 from infra_cdk.fleet_load_balancer import IDLE_TIMEOUT
 from lambdas.idle_stop.settings import IdleStopSettings
 from lambdas.start_server.settings import StartServerSettings
@@ -359,22 +360,28 @@ def test_lambdas_get_the_fleet_through_their_settings_classes(
     assert variables(tuned_fleet, "status")["SESSIONS_PER_INSTANCE"] == "3"
 
 
-def test_the_instances_settings_name_the_group_the_hook_and_the_drain_limit(
-    fleet_synthesized: Synthesized, tuned_fleet: Synthesized
-) -> None:
-    def settings(synthesized: Synthesized) -> str:
-        _, parameter = one(synthesized, "AWS::SSM::Parameter")
-        return "".join(p for p in parameter["Value"]["Fn::Join"][1] if isinstance(p, str))
+def instance_settings(synthesized: Synthesized) -> dict[str, str]:
+    """The settings parameter as the instance reads it at boot (backend/instance/settings.py),
+    with stand-ins for the bucket's and the secrets' deploy-time names."""
+    _, parameter = one(synthesized, "AWS::SSM::Parameter")
+    stand_ins = {"ModelStoreBucket": "cvstack-models-1a2b", "Secret": "arn:aws:secretsmanager:x"}
+    text = "".join(
+        part if isinstance(part, str) else next(v for k, v in stand_ins.items() if k in part["Ref"])
+        for part in parameter["Value"]["Fn::Join"][1]
+    )
+    return parse_settings(text, "/cvstack/Cvstack/instance-settings")
 
-    text = settings(fleet_synthesized)
-    for pair in (
-        f'"CVSTACK_FLEET_GROUP_NAME":"{GROUP}"',
-        '"CVSTACK_FLEET_HOOK_NAME":"cvstack-drain"',
-        '"CVSTACK_DRAIN_LIMIT_S":"1800"',
-        '"CVSTACK_MAX_WAIT_S":"5"',
-    ):
-        assert pair in text
-    assert '"CVSTACK_DRAIN_LIMIT_S":"2700"' in settings(tuned_fleet)
+
+def test_the_instances_read_the_group_the_hook_and_the_drain_limit_from_their_settings(
+    fleet_synthesized: Synthesized, tuned_fleet: Synthesized, synthesized: Synthesized
+) -> None:
+    values = instance_settings(fleet_synthesized)
+    assert fleet_settings(values) == FleetSettings(GROUP, "cvstack-drain", 1800)
+    assert values["CVSTACK_MAX_WAIT_S"] == "5"
+    assert fleet_settings(instance_settings(tuned_fleet)) == FleetSettings(
+        GROUP, "cvstack-drain", 2700
+    )
+    assert fleet_settings(instance_settings(synthesized)) is None  # single mode
 
 
 def test_the_demand_table_counts_per_minute_and_forgets(fleet_synthesized: Synthesized) -> None:
