@@ -2,14 +2,16 @@
 
 Once a minute (a systemd timer) it probes the backend on loopback and publishes, in namespace
 `cvstack` with dimension `InstanceId` (docs/infrastructure.md, "Metric contract"):
-`ActiveSessions` (always, 0 included: idle_stop's signal), `WaitingSessions` (sessions queued for
-a slot), `BackendReady` (1 when `/ready` says Triton and the models answer, draining or not),
-`PipelineFps`, `InferenceLatencyMs` (the frame-latency histogram's new observations since the
-previous beat, as values and counts) and `GpuUtilization` (from Triton's own metrics, when it
-reports a GPU). In a fleet (`CVSTACK_FLEET_GROUP_NAME`) it adds `SessionLoad`, active plus
-waiting, with dimension `AutoScalingGroupName`: target tracking scales the group on its
-Average. A backend that does not answer still yields zero sessions and `BackendReady=0`, so a
-dead backend is visible and never keeps the instance running.
+`ActiveSessions` (always, 0 included: idle_stop's signal), `WaitingSessions` (the most sessions
+queued for a slot at once in the last minute: a full fleet instance sends waiting sessions away
+after a few seconds, and an instant's count would rarely see them), `BackendReady` (1 when
+`/ready` says Triton and the models answer, draining or not), `PipelineFps`,
+`InferenceLatencyMs` (the frame-latency histogram's new observations since the previous beat,
+as values and counts) and `GpuUtilization` (from Triton's own metrics, when it reports a GPU).
+In a fleet (`CVSTACK_FLEET_GROUP_NAME`) it adds `SessionLoad`, active plus waiting, with
+dimension `AutoScalingGroupName`: target tracking scales the group on its Average. A backend
+that does not answer still yields zero sessions and `BackendReady=0`, so a dead backend is
+visible and never keeps the instance running.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ PIPELINE_FPS = "PipelineFps"
 GPU_UTILIZATION = "GpuUtilization"
 LATENCY_HISTOGRAM = "cvstack_frame_latency_seconds"
 ACTIVE_GAUGE = "cvstack_active_sessions"
-WAITING_GAUGE = "cvstack_waiting_sessions"
+WAITING_GAUGE = "cvstack_waiting_sessions_peak"
 
 
 @dataclass

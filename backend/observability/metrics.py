@@ -10,6 +10,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 LLM_LATENCY_BUCKETS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0)
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0)
 STAGES = ("decode", "yolo", "pose", "motion", "ocr")
+# The heartbeat reads /metrics once a minute: the peak over that minute shows it the sessions
+# that waited and were sent away (a full fleet instance reconnects them within seconds).
+WAITING_PEAK_WINDOW_S = 60.0
 
 
 class BackendMetrics:
@@ -24,6 +27,14 @@ class BackendMetrics:
         self.waiting_sessions = Gauge(
             "cvstack_waiting_sessions", "Sessions waiting for a slot", registry=r
         )
+        self.waiting_sessions_peak = Gauge(
+            "cvstack_waiting_sessions_peak",
+            f"Most sessions waiting for a slot at once in the last {WAITING_PEAK_WINDOW_S:.0f} s",
+            registry=r,
+        )
+        self._waiting = 0
+        self._waiting_changes: deque[tuple[float, int]] = deque()
+        self.waiting_sessions_peak.set_function(self._waiting_peak)
         self.connections = Gauge("cvstack_connections", "Open WebSocket connections", registry=r)
         self.draining = Gauge(
             "cvstack_draining",
@@ -95,6 +106,21 @@ class BackendMetrics:
     def result_sent(self, latency_s: float) -> None:
         self.latency.observe(latency_s)
         self._results.append(time.monotonic())
+
+    def waiting_changed(self, delta: int) -> None:
+        """A session started (+1) or stopped (-1) waiting for a slot."""
+        self._waiting += delta
+        self.waiting_sessions.set(self._waiting)
+        self._waiting_changes.append((time.monotonic(), self._waiting))
+
+    def _waiting_peak(self) -> float:
+        horizon = time.monotonic() - WAITING_PEAK_WINDOW_S
+        changes = self._waiting_changes
+        if changes and changes[0][0] < horizon:
+            while changes and changes[0][0] < horizon:
+                _, at_horizon = changes.popleft()
+            changes.appendleft((horizon, at_horizon))  # the count that held at the horizon
+        return float(max([self._waiting, *(count for _, count in self._waiting_changes)]))
 
     def _fps(self, window_s: float = 5.0) -> float:
         horizon = time.monotonic() - window_s

@@ -195,7 +195,7 @@ class InferenceSession:
         """Wait for a slot, then process the latest frame whenever the previous one is done."""
         gate = self.runtime.gate
         metrics = self.runtime.metrics
-        metrics.waiting_sessions.inc()
+        metrics.waiting_changed(+1)
         try:
             await gate.acquire(
                 self._send_waiting,
@@ -217,7 +217,7 @@ class InferenceSession:
             await self.reject(ErrorCode.DRAINING, DRAINING_MESSAGE, close_code=TRY_AGAIN_LATER)
             return
         finally:
-            metrics.waiting_sessions.dec()
+            metrics.waiting_changed(-1)
         metrics.active_sessions.inc()
         pipeline = SessionPipeline(self.runtime.pipeline, params)
         summarizer: Summarizer | None = None
