@@ -93,7 +93,8 @@ class _Instance:
         self.run_is_pool_init = False
         self.runs: list[tuple[float, float, bool]] = []
         self.busy: list[tuple[float, float]] = []
-        self.samples: dict[int, int] = {}  # minute -> live + waiting at the heartbeat
+        self.samples: dict[int, int] = {}  # minute -> the heartbeat's live + waiting
+        self.queue_peak = 0  # most sessions waiting at once since the last heartbeat
         self.created_s = now
         self.gone_s: float | None = None
         self.agent_at: float | None = None
@@ -103,6 +104,13 @@ class _Instance:
     @property
     def load(self) -> int:
         return len(self.live) + len(self.queue)
+
+    def heartbeat_load(self) -> int:
+        """Live sessions now plus the last minute's peak of waiting ones (the backend's
+        cvstack_waiting_sessions_peak), as the heartbeat publishes them."""
+        load = len(self.live) + max(self.queue_peak, len(self.queue))
+        self.queue_peak = len(self.queue)
+        return load
 
     def start_run(self, now: float, *, pool_init: bool = False) -> None:
         self.run_since, self.run_is_pool_init = now, pool_init
@@ -213,6 +221,7 @@ class _Day:
         else:
             visit.state, visit.instance = WAITING, instance
             instance.queue.append(visit)
+            instance.queue_peak = max(instance.queue_peak, len(instance.queue))
             self._act(visit, now + self.setup.max_wait_s, self._busy)
 
     def _busy(self, visit: _Visit, now: float) -> None:
@@ -329,9 +338,9 @@ class _Day:
         minute = int(now // 60)
         members = [i for i in self.instances if i.state in MEMBER_STATES]
         for instance in members:
-            instance.samples[minute] = instance.load
+            instance.samples[minute] = instance.heartbeat_load()
         if members:
-            self.load_points[minute] = (sum(i.load for i in members), len(members))
+            self.load_points[minute] = (sum(i.samples[minute] for i in members), len(members))
         self._idle_stop(now)
         if self.fleet is not None:
             self._target_tracking(now, self.fleet)

@@ -97,18 +97,19 @@ def test_the_day_is_deterministic() -> None:
     assert simulate_day(setup, burst_day(10)) == simulate_day(setup, burst_day(10))
 
 
-def test_a_target_below_the_slots_serves_a_fifth_visitor_at_once_and_at_the_slots_never() -> None:
+def test_a_target_below_the_slots_serves_a_fifth_visitor_at_once_and_at_the_slots_late() -> None:
     """Four visitors fill an instance; a fifth comes 15 min later. /start counts the larger of
     the sessions (4) and the window's starts (1): no new instance. Target tracking at 3 of 4
-    slots added one long before; at 4 it would need 3 one-minute datapoints above 4, and the
-    fifth visitor is waiting (not reconnecting) in too few of them: they give up."""
+    slots added one long before; at 4 it needs 3 one-minute datapoints above 4, which the
+    heartbeat's peak of waiting sessions gives it, so the fifth visitor waits for that and a
+    warm start (more than 5 min) instead of giving up."""
     visitors = (*burst(10 * HOUR, 4, 40 * 60.0), Visitor(10 * HOUR + 15 * 60, 20 * 60.0))
     fleet = setups()["fleet, max 4"]
     assert fleet.fleet is not None
     at_three = simulate_day(fleet, visitors)
     at_four = simulate_day(replace(fleet, fleet=replace(fleet.fleet, target_sessions=4)), visitors)
     assert at_three.waits_s[-1] == 0 and at_three.warm_starts == 2
-    assert at_four.waits_s[-1] == float("inf") and at_four.warm_starts == 1
+    assert 300 < at_four.waits_s[-1] < 600 and at_four.warm_starts == 2
 
 
 def test_a_hasty_idle_limit_cuts_in_single_mode_but_protection_holds_in_a_fleet() -> None:
