@@ -1,8 +1,9 @@
 """The synthesized stack's IAM roles, live in moto with IAM enforcement on.
 
-One synthesis per session (cdk.json's context, as tests/infra does). Per test: moto in-process
-with stand-ins for the resources the policies name (the GPU instance, buckets, secrets, SSM
-parameters, log groups), every template role created in moto IAM with exactly its template
+One synthesis per session and mode (cdk.json's context, as tests/infra does). Per test: moto
+in-process with stand-ins for the resources the policies name (the GPU instance, or in fleet
+mode the Auto Scaling group and the demand table; buckets, secrets, SSM parameters, log
+groups), every template role created in moto IAM with exactly its template
 policies (intrinsics resolved to the stand-ins), and credentials from sts:AssumeRole, the way
 Lambda and EC2 obtain them. Setup runs with enforcement off (moto cannot evaluate the
 roles' service-principal trust policies); the test body runs with it on, with an admin IAM
@@ -84,11 +85,21 @@ class Synthesized:
     stack_name: str
 
 
-@pytest.fixture(scope="session")
-def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
-    app, stack = build_app(outdir=str(tmp_path_factory.mktemp("cdk.out")), nag=False)
+def synthesize(outdir: Path, **settings: Any) -> Synthesized:
+    app, stack = build_app(outdir=str(outdir), nag=False, settings=settings)
     app.synth()
     return Synthesized(Template.from_stack(stack).to_json()["Resources"], stack.stack_name)
+
+
+@pytest.fixture(scope="session")
+def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    return synthesize(tmp_path_factory.mktemp("cdk.out"))
+
+
+@pytest.fixture(scope="session")
+def fleet_synthesized(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    """The fleet variant (`make synth MODE=fleet`)."""
+    return synthesize(tmp_path_factory.mktemp("cdk.out-fleet"), mode="fleet")
 
 
 # One loader for every session: botocore caches the service models it reads (~1 s for EC2's)
@@ -126,6 +137,10 @@ class Cloud:
     other_secret_arn: str
     other_parameter: str
     user_data: str
+    # Fleet mode: the group (instance_id is empty) and someone else's group and table.
+    group_name: str = ""
+    other_group_name: str = ""
+    other_table_name: str = ""
     _sessions: dict[str, boto3.Session] = field(default_factory=dict)
 
     def role_session(self, role: str) -> boto3.Session:
@@ -193,11 +208,15 @@ def _stand_ins(setup: boto3.Session, resolver: Resolver, resources: Mapping[str,
     )
     logs, ssm = setup.client("logs"), setup.client("ssm")
     arn = f"arn:aws:{{}}:{REGION}:{DEFAULT_ACCOUNT_ID}:{{}}"
-    (instance, _) = instance_role(resources)
-    reservation = ec2.run_instances(
-        ImageId=MOTO_IMAGE, MinCount=1, MaxCount=1, InstanceType="g4dn.xlarge"
-    )
-    resolver.physical[instance] = Physical(reservation["Instances"][0]["InstanceId"])
+    (gpu, _) = instance_role(resources)
+    if resources[gpu]["Type"] == "AWS::EC2::LaunchTemplate":
+        user_data = _fleet_stand_ins(setup, resolver, resources, gpu)
+    else:
+        reservation = ec2.run_instances(
+            ImageId=MOTO_IMAGE, MinCount=1, MaxCount=1, InstanceType="g4dn.xlarge"
+        )
+        resolver.physical[gpu] = Physical(reservation["Instances"][0]["InstanceId"])
+        user_data = resources[gpu]["Properties"].get("UserData", "")
     for number, logical in enumerate(of_type(resources, "AWS::EC2::EIP"), start=10):
         address = f"203.0.113.{number}"  # TEST-NET-3: never routed
         resolver.physical[logical] = Physical(
@@ -239,8 +258,55 @@ def _stand_ins(setup: boto3.Session, resolver: Resolver, resources: Mapping[str,
         resolver.physical[logical] = Physical(
             created["Id"], {"DomainName": created["DomainName"], "Id": created["Id"]}
         )
-    user_data = resources[instance]["Properties"].get("UserData", "")
     return str(resolver.resolve(user_data.get("Fn::Base64", user_data)))
+
+
+def _fleet_stand_ins(
+    setup: boto3.Session, resolver: Resolver, resources: Mapping[str, Any], template: str
+) -> Any:
+    """The launch template, the Auto Scaling group (at zero, with its warm pool) and the
+    DynamoDB tables; returns the launch template's user data (unresolved)."""
+    created = setup.client("ec2").create_launch_template(
+        LaunchTemplateName=template,
+        LaunchTemplateData={"ImageId": MOTO_IMAGE, "InstanceType": "g4dn.xlarge"},
+    )["LaunchTemplate"]
+    resolver.physical[template] = Physical(
+        created["LaunchTemplateId"], {"LatestVersionNumber": "1"}
+    )
+    for logical in of_type(resources, "AWS::AutoScaling::AutoScalingGroup"):
+        group = resources[logical]["Properties"]
+        make_group(setup, group["AutoScalingGroupName"], created["LaunchTemplateId"])
+        resolver.physical[logical] = Physical(group["AutoScalingGroupName"])
+    dynamodb = setup.client("dynamodb")
+    for logical in of_type(resources, "AWS::DynamoDB::Table"):
+        table = resources[logical]["Properties"]
+        name = logical.lower()
+        description = dynamodb.create_table(
+            TableName=name,
+            KeySchema=table["KeySchema"],
+            AttributeDefinitions=table["AttributeDefinitions"],
+            BillingMode=table["BillingMode"],
+        )["TableDescription"]
+        resolver.physical[logical] = Physical(name, {"Arn": description["TableArn"]})
+    return resources[template]["Properties"]["LaunchTemplateData"].get("UserData", "")
+
+
+def make_group(setup: boto3.Session, name: str, launch_template_id: str) -> None:
+    """An Auto Scaling group at zero (max 4) with a Stopped warm pool, as the stack makes it."""
+    autoscaling = setup.client("autoscaling")
+    autoscaling.create_auto_scaling_group(
+        AutoScalingGroupName=name,
+        LaunchTemplate={"LaunchTemplateId": launch_template_id, "Version": "1"},
+        MinSize=0,
+        MaxSize=4,
+        DesiredCapacity=0,
+        AvailabilityZones=[f"{REGION}a"],
+    )
+    autoscaling.put_warm_pool(
+        AutoScalingGroupName=name,
+        PoolState="Stopped",
+        InstanceReusePolicy={"ReuseOnScaleIn": True},
+    )
 
 
 def _create_role(iam: Any, resolver: Resolver, role: TemplateRole, managed: dict[str, str]) -> None:
@@ -332,17 +398,33 @@ def build_cloud(synthesized: Synthesized) -> Cloud:
     setup.client("ssm").put_parameter(
         Name="/someone-else/settings", Value="not cvstack's", Type="String"
     )
-    return Cloud(
+    cloud = Cloud(
         resources=resources,
         resolver=resolver,
         admin=_admin_session(iam),
         role_credentials=credentials,
-        instance_id=resolver.ref(instance_role(resources)[0]),
+        instance_id="",
         other_instance_id=other["Instances"][0]["InstanceId"],
         other_secret_arn=other_secret["ARN"],
         other_parameter="/someone-else/settings",
         user_data=user_data,
     )
+    (gpu, _) = instance_role(resources)
+    if resources[gpu]["Type"] == "AWS::EC2::Instance":
+        cloud.instance_id = resolver.ref(gpu)
+        return cloud
+    (group,) = of_type(resources, "AWS::AutoScaling::AutoScalingGroup")
+    cloud.group_name = resolver.ref(group)
+    cloud.other_group_name = "someone-else-fleet"
+    make_group(setup, cloud.other_group_name, resolver.ref(gpu))
+    cloud.other_table_name = "someone-else-demand"
+    setup.client("dynamodb").create_table(
+        TableName=cloud.other_table_name,
+        KeySchema=[{"AttributeName": "minute", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "minute", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return cloud
 
 
 @contextmanager
@@ -361,6 +443,13 @@ def live_cloud(synthesized: Synthesized) -> Iterator[Cloud]:
 def cloud(synthesized: Synthesized) -> Iterator[Cloud]:
     """A fresh `live_cloud` for a test that changes what it finds."""
     with live_cloud(synthesized) as built:
+        yield built
+
+
+@pytest.fixture
+def fleet_cloud(fleet_synthesized: Synthesized) -> Iterator[Cloud]:
+    """The fleet template's roles live in moto, with its group at zero and its demand table."""
+    with live_cloud(fleet_synthesized) as built:
         yield built
 
 

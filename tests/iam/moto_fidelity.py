@@ -20,12 +20,13 @@ combines statements (an explicit Deny wins, else one Allow is needed). Measured 
   CloudWatch call is denied whatever the policy says.
 
 `faithful_iam` adds, for identity policies only (trust policies stay moto's): the IAM prefix
-for signing names that differ from it, the resource ARN
-each call is authorized against (EC2 instance actions, Secrets Manager, SSM parameters, CloudWatch
-Logs streams) and the request's condition keys (`cloudwatch:namespace`, `s3:prefix`,
-`aws:TagKeys`, `aws:RequestTag/...`), evaluated with AWS's operators `StringEquals` and
-`StringLike` (also under `ForAllValues:`/`ForAnyValue:`), and `NotResource`. A condition on any
-other key or operator raises `UnmodelledConditionError` instead of passing silently.
+for signing names that differ from it, the resource ARN each call is authorized against (EC2
+instance actions, Secrets Manager, SSM parameters, CloudWatch Logs streams, Auto Scaling group
+actions, DynamoDB tables) and the request's condition keys (`cloudwatch:namespace`,
+`s3:prefix`, `aws:TagKeys`, `aws:RequestTag/...`), evaluated with AWS's operators
+`StringEquals` and `StringLike` (also under `ForAllValues:`/`ForAnyValue:`), and
+`NotResource`. A condition on any other key or operator raises `UnmodelledConditionError`
+instead of passing silently.
 """
 
 from __future__ import annotations
@@ -37,9 +38,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from moto.autoscaling.responses import AutoScalingResponse
 from moto.cloudwatch.responses import CloudWatchResponse
 from moto.core.authorization import ActionAuthenticatorMixin
 from moto.core.responses import BaseResponse
+from moto.dynamodb.responses import DynamoHandler
 from moto.ec2.responses import EC2Response
 from moto.iam.access_control import IAMPolicyStatement, PermissionResult
 from moto.logs.responses import LogsResponse
@@ -59,6 +62,19 @@ EC2_INSTANCE_ACTIONS = frozenset(
     }
 )
 LOG_STREAM_ACTIONS = frozenset({"CreateLogStream", "PutLogEvents"})
+# Auto Scaling actions AWS authorizes per group (the Describe ones against "*").
+AUTOSCALING_GROUP_ACTIONS = frozenset(
+    {
+        "SetDesiredCapacity",
+        "SetInstanceProtection",
+        "RecordLifecycleActionHeartbeat",
+        "CompleteLifecycleAction",
+        "CreateOrUpdateTags",
+        "DeleteTags",
+        "UpdateAutoScalingGroup",
+        "TerminateInstanceInAutoScalingGroup",
+    }
+)
 MODELLED_KEYS = frozenset({"cloudwatch:namespace", "s3:prefix", "aws:tagkeys"})
 REQUEST_TAG_PREFIX = "aws:requesttag/"
 IAM_PREFIX_OF_SIGNING_NAME = {"monitoring": "cloudwatch"}
@@ -194,6 +210,37 @@ def _log_arn(response: LogsResponse, action: str) -> str:
     return _arn(response, "logs", f"log-group:{group}")
 
 
+def _autoscaling_facts(
+    response: AutoScalingResponse, action: str
+) -> tuple[str, dict[str, list[str]]]:
+    """A group action's group ARN (one group per call; several: "*"), and a tag call's keys."""
+    context: dict[str, list[str]] = {}
+    if action not in AUTOSCALING_GROUP_ACTIONS:
+        return "*", context
+    names = {response._get_param("AutoScalingGroupName")}
+    if action in ("CreateOrUpdateTags", "DeleteTags"):
+        tags = response._get_param("Tags", [])
+        names = {tag.get("ResourceId") for tag in tags}
+        context["aws:tagkeys"] = [tag["Key"] for tag in tags]
+    if len(names) != 1 or not next(iter(names)):
+        return "*", context
+    name = str(next(iter(names)))
+    group = response.autoscaling_backend.autoscaling_groups.get(name)
+    if group is not None:
+        return str(group.arn), context
+    missing = f"autoScalingGroup:unknown:autoScalingGroupName/{name}"
+    return _arn(response, "autoscaling", missing), context
+
+
+def _table_arn(response: DynamoHandler) -> str:
+    """The one table a call names (BatchGetItem: its request's one table; several: "*")."""
+    table = response._get_param("TableName")
+    names = [table] if table else list(response._get_param("RequestItems", {}) or {})
+    if len(names) != 1:
+        return "*"
+    return _arn(response, "dynamodb", f"table/{names[0]}")
+
+
 def request_facts(response: BaseResponse) -> tuple[str, RequestFacts]:
     """The resource ARN a call is authorized against, and its condition keys."""
     action = response._get_action()
@@ -206,6 +253,10 @@ def request_facts(response: BaseResponse) -> tuple[str, RequestFacts]:
         resource = _parameter_arn(response)
     elif isinstance(response, LogsResponse):
         resource = _log_arn(response, action)
+    elif isinstance(response, AutoScalingResponse):
+        resource, context = _autoscaling_facts(response, action)
+    elif isinstance(response, DynamoHandler):
+        resource = _table_arn(response)
     elif isinstance(response, CloudWatchResponse):
         namespace = response._get_param("Namespace")
         context = {"cloudwatch:namespace": [namespace]} if namespace else {}

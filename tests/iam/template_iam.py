@@ -171,13 +171,22 @@ def lambda_role(resources: Mapping[str, Any], module: str) -> tuple[str, str]:
 
 
 def instance_role(resources: Mapping[str, Any]) -> tuple[str, str]:
-    """(instance logical id, role logical id) of the one EC2 instance, via its profile."""
-    instances = [k for k, r in resources.items() if r["Type"] == "AWS::EC2::Instance"]
-    if len(instances) != 1:
-        raise UnresolvableError(f"expected one AWS::EC2::Instance, found {instances}")
-    profile = resources[instances[0]]["Properties"]["IamInstanceProfile"]["Ref"]
+    """(instance logical id, role logical id) of the one EC2 instance (fleet mode: of the one
+    launch template), via its profile."""
+    instances = of_type(resources, "AWS::EC2::Instance")
+    templates = of_type(resources, "AWS::EC2::LaunchTemplate")
+    if len(instances + templates) != 1:
+        raise UnresolvableError(
+            f"expected one AWS::EC2::Instance or AWS::EC2::LaunchTemplate, found "
+            f"{instances + templates}"
+        )
+    if instances:
+        profile = resources[instances[0]]["Properties"]["IamInstanceProfile"]["Ref"]
+    else:
+        data = resources[templates[0]]["Properties"]["LaunchTemplateData"]
+        profile = data["IamInstanceProfile"]["Arn"]["Fn::GetAtt"][0]
     (role,) = resources[profile]["Properties"]["Roles"]
-    return instances[0], role["Ref"]
+    return (instances + templates)[0], role["Ref"]
 
 
 def of_type(resources: Mapping[str, Any], kind: str) -> list[str]:

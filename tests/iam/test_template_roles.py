@@ -3,12 +3,12 @@ its behaviour proven in this package; the service roles deliver logs and nothing
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
 
-from tests.iam.conftest import Cloud, Synthesized
+from tests.iam.conftest import Cloud, Synthesized, live_cloud
 from tests.iam.helpers import assert_denied_but_admin_allowed
 from tests.iam.template_iam import (
     custom_resource_role,
@@ -36,9 +36,23 @@ def service_log_group(resources: Mapping[str, Any], name: str) -> dict[str, Any]
     return {"Ref": stage["Properties"]["AccessLogSetting"]["DestinationArn"]["Fn::GetAtt"][0]}
 
 
-def test_every_template_role_is_proven_here(synthesized: Synthesized) -> None:
-    """A new role fails this until its calls and denials have tests in tests/iam."""
-    resources = synthesized.resources
+@pytest.fixture(params=["synthesized", "fleet_synthesized"])
+def either_mode(request: pytest.FixtureRequest) -> Synthesized:
+    """Single mode's template, then fleet mode's."""
+    synthesized: Synthesized = request.getfixturevalue(request.param)
+    return synthesized
+
+
+@pytest.fixture
+def either_cloud(either_mode: Synthesized) -> Iterator[Cloud]:
+    with live_cloud(either_mode) as built:
+        yield built
+
+
+def test_every_template_role_is_proven_here(either_mode: Synthesized) -> None:
+    """A new role fails this until its calls and denials have tests in tests/iam (fleet mode's:
+    test_fleet_roles.py)."""
+    resources = either_mode.resources
     covered = {lambda_role(resources, module)[1] for module in LAMBDAS}
     covered.add(instance_role(resources)[1])
     # aws-cdk-lib's deploy-time Lambdas: tests/iam/test_deploy_time_roles.py
@@ -50,7 +64,8 @@ def test_every_template_role_is_proven_here(synthesized: Synthesized) -> None:
     assert set(template_roles(resources)) == covered
 
 
-def test_each_role_holds_exactly_its_template_policies(cloud: Cloud) -> None:
+def test_each_role_holds_exactly_its_template_policies(either_cloud: Cloud) -> None:
+    cloud = either_cloud
     iam = cloud.admin.client("iam")
     for logical, role in template_roles(cloud.resources).items():
         name = cloud.resolver.ref(logical)
