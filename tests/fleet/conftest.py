@@ -2,7 +2,8 @@
 real nginx as the load balancer (`load_balancer.conf.template`).
 
 Each backend is `cvstack serve` in a process of its own (so a test can SIGKILL it, as an
-instance dies) over its own `tritonserver`, with its own drain file (`CVSTACK_DRAIN_FILE`).
+instance dies) over its own `tritonserver`, with its own drain file (`CVSTACK_DRAIN_FILE`), which
+its instance's fleet agent creates when IMDS says the instance is leaving (`leaving.py`).
 The models are the random-weight 320 px exports the other real-Triton tests use: these tests
 check placement and lifecycle (where a session lands, what a drain or a death does to it), not
 detection quality, and two Tritons plus two backends must fit on CI's 2 cores.
@@ -54,10 +55,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.sync.client import connect
 
+from backend.instance.fleet_member import Action
 from backend.paths import REPO_ROOT
 from backend.triton_server.local_server import LocalTritonServer, ServerAddress
 from tests.backend.service.conftest import Client, jpeg_frame
 from tests.conftest import cpu_triton
+from tests.fleet.leaving import LeavingInstance
 from tests.instance.conftest import nginx_serving
 
 T = TypeVar("T")
@@ -110,6 +113,10 @@ class FleetBackend:
 
     def __repr__(self) -> str:
         return f"backend {self.name} (127.0.0.1:{self.port})"
+
+    @property
+    def instance_id(self) -> str:
+        return f"i-0f1ee70000000000{self.name}"
 
     @property
     def address(self) -> str:
@@ -241,7 +248,7 @@ class Fleet:
     backends: tuple[FleetBackend, FleetBackend]
     port: int
     log_dir: Path
-    _connections: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    _closing: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
     @property
     def ws_url(self) -> str:
@@ -256,7 +263,7 @@ class Fleet:
     def connect(self) -> FleetSession:
         """A WebSocket through nginx (closed after the test); the backend's first message
         (`queue_status` waiting) is read."""
-        connection = self._connections.enter_context(
+        connection = self._closing.enter_context(
             connect(self.ws_url, max_size=None, open_timeout=30)
         )
         assert connection.response is not None
@@ -275,9 +282,13 @@ class Fleet:
         session.result()
         return session
 
-    def drain(self, backend: FleetBackend) -> None:
-        """Start `backend`'s drain as its instance's fleet agent does."""
-        backend.drain_file.touch()
+    def drain(self, backend: FleetBackend) -> LeavingInstance:
+        """Auto Scaling takes `backend`'s instance out: its IMDS answers `Terminated` and its
+        fleet agent's first step starts the drain and keeps the termination hook alive."""
+        leaving = LeavingInstance.start(backend.instance_id, backend.url, backend.drain_file)
+        self._closing.callback(leaving.stop)
+        leaving.step(Action.KEEP_DRAINING)
+        return leaving
 
     def active_sessions(self) -> tuple[int, int]:
         return (self.backends[0].active_sessions(), self.backends[1].active_sessions())
@@ -287,7 +298,7 @@ class Fleet:
         poll(lambda: self.active_sessions() == expected, f"active sessions {expected}")
 
     def close(self) -> None:
-        self._connections.close()
+        self._closing.close()
 
 
 class FleetHarness:

@@ -1,5 +1,6 @@
-"""Draining one backend, as a scale-in's lifecycle hook does: no new session lands on it, its
-live sessions get results until they end, and none is cut."""
+"""Draining one backend through its instance's fleet agent, as a scale-in's termination hook
+does: no new session lands on it, its live sessions get results until they end, none is cut,
+and the hook completes only then."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
+from backend.instance.fleet_member import Action
 from tests.fleet.conftest import Fleet, FleetBackend, poll
 
 
@@ -24,7 +26,7 @@ def test_a_draining_backend_takes_no_new_session_and_cuts_none(fleet: Fleet) -> 
     staying = fleet.other(leaving)
     live = [s for s in sessions if s.backend is leaving]
 
-    fleet.drain(leaving)
+    instance = fleet.drain(leaving)
     poll(lambda: draining_on_its_own_endpoints(leaving), f"{leaving} draining")
 
     # A client straight to it is refused with a clear answer, before any WebSocket exists.
@@ -53,6 +55,8 @@ def test_a_draining_backend_takes_no_new_session_and_cuts_none(fleet: Fleet) -> 
         session.client.connection.close()
         assert session.client.connection.close_code == 1000
     poll(lambda: leaving.active_sessions() == 0, f"{leaving} without sessions")
+    # Only now does the agent let Auto Scaling go on and terminate the instance.
+    instance.step(Action.COMPLETE)
     for session in [*sessions, *new]:
         if session.backend is staying:
             session.result()
