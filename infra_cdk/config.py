@@ -119,9 +119,8 @@ class StackConfig(BaseModel):
     # fleet mode only.
     mode: Mode = "single"
     fleet_max_size: PositiveInt = 4
-    # The warm pool's MaxGroupPreparedCapacity: instances kept initialised, in service ones
-    # included; -1 is AWS's default (maxSize: every instance the group may still add waits
-    # stopped), 0 keeps no warm pool.
+    # Stopped, initialised instances the warm pool keeps whatever the desired capacity; -1 is
+    # AWS's default (maxSize - desired: every instance the group may still add), 0 no pool.
     fleet_warm_pool_size: int = -1
     fleet_drain_minutes: PositiveInt = 30
     fleet_target_sessions: Annotated[float, Field(gt=0)] = 3.0
@@ -241,8 +240,9 @@ class StackConfig(BaseModel):
         if not -1 <= self.fleet_warm_pool_size <= self.fleet_max_size:
             problems.append(
                 f"cvstack.fleetWarmPoolSize must be -1 (AWS's default: every instance the group "
-                f"may still add waits stopped), 0 (no warm pool) or up to fleetMaxSize "
-                f"({self.fleet_max_size}), got {self.fleet_warm_pool_size}"
+                f"may still add waits stopped), 0 (no warm pool) or a number of stopped "
+                f"instances up to fleetMaxSize ({self.fleet_max_size}), got "
+                f"{self.fleet_warm_pool_size}"
             )
         if self.fleet_drain_minutes > FLEET_DRAIN_MINUTES_LIMIT:
             problems.append(

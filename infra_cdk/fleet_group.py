@@ -135,12 +135,15 @@ class GpuFleet(Construct):
         # The first boot reads the parameter: it must exist before any instance does.
         self.group.node.add_dependency(self.settings)
         if config.fleet_warm_pool_size != 0:
+            # AWS keeps max(MaxGroupPreparedCapacity - desired, MinSize) instances in the pool:
+            # both at N keeps N stopped whatever the desired capacity; neither (-1) is AWS's
+            # default, maxSize - desired.
+            size = config.fleet_warm_pool_size if config.fleet_warm_pool_size > 0 else None
             self.group.add_warm_pool(
                 pool_state=autoscaling.PoolState.STOPPED,
                 reuse_on_scale_in=True,
-                max_group_prepared_capacity=config.fleet_warm_pool_size
-                if config.fleet_warm_pool_size > 0
-                else None,
+                min_size=size,
+                max_group_prepared_capacity=size,
             )
         self.drain_hook = self.group.add_lifecycle_hook(
             "Drain",

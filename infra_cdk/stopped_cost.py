@@ -131,11 +131,11 @@ def stopped_cost(template: Mapping[str, Any]) -> list[CostItem]:
 
 
 def _fleet_items(of_type: Callable[[str], list[dict[str, Any]]]) -> list[CostItem]:
-    """At zero, the warm pool's stopped instances keep their root volumes (AWS's default pool
-    holds maxSize of them), and the load balancer bills by the hour."""
+    """At zero, the warm pool's stopped instances keep their root volumes (its MinSize, or
+    AWS's default: maxSize of them), and the load balancer bills by the hour."""
     (group,) = of_type("AWS::AutoScaling::AutoScalingGroup")
     pools = of_type("AWS::AutoScaling::WarmPool")
-    warm = int(pools[0].get("MaxGroupPreparedCapacity", group["MaxSize"])) if pools else 0
+    warm = int(pools[0].get("MinSize", group["MaxSize"])) if pools else 0
     (template,) = of_type("AWS::EC2::LaunchTemplate")
     volume_gib = sum(
         int(mapping["Ebs"]["VolumeSize"])

@@ -178,7 +178,7 @@ def test_the_context_must_be_an_object_and_the_config_is_frozen() -> None:
         ({"fleetMaxSize": 0}, "cvstack.fleetMaxSize must be positive, got 0"),
         ({"fleetMaxSize": 101}, "cvstack.fleetMaxSize must be 1..100 (the Auto Scaling group's"),
         ({"fleetWarmPoolSize": -2}, "cvstack.fleetWarmPoolSize must be -1 (AWS's default"),
-        ({"fleetWarmPoolSize": 5}, "or up to fleetMaxSize (4), got 5"),
+        ({"fleetWarmPoolSize": 5}, "instances up to fleetMaxSize (4), got 5"),
         ({"fleetDrainMinutes": 61}, "cvstack.fleetDrainMinutes must be 1..60 (it is also the load"),
         ({"fleetDrainMinutes": 0}, "cvstack.fleetDrainMinutes must be positive, got 0"),
         ({"fleetTargetSessions": 4}, "cvstack.fleetTargetSessions (4) must be below"),

@@ -120,8 +120,11 @@ def test_the_warm_pool_keeps_stopped_instances_and_takes_them_back_on_scale_in(
     _, pool = one(fleet_synthesized, "AWS::AutoScaling::WarmPool")
     assert pool["PoolState"] == "Stopped"  # g4dn cannot hibernate
     assert pool["InstanceReusePolicy"] == {"ReuseOnScaleIn": True}
-    assert "MaxGroupPreparedCapacity" not in pool  # -1: AWS's default, the group's maxSize
-    assert one(tuned_fleet, "AWS::AutoScaling::WarmPool")[1]["MaxGroupPreparedCapacity"] == 2
+    # -1: AWS's default, maxSize - desired.
+    assert "MaxGroupPreparedCapacity" not in pool and "MinSize" not in pool
+    # N: N stopped whatever the desired capacity (max(N - desired, MinSize N)).
+    tuned = one(tuned_fleet, "AWS::AutoScaling::WarmPool")[1]
+    assert (tuned["MinSize"], tuned["MaxGroupPreparedCapacity"]) == (2, 2)
 
 
 def test_no_warm_pool_when_its_size_is_zero(tmp_path_factory: pytest.TempPathFactory) -> None:
