@@ -8,7 +8,7 @@ The models are the random-weight 320 px exports the other real-Triton tests use:
 check placement and lifecycle (where a session lands, what a drain or a death does to it), not
 detection quality, and two Tritons plus two backends must fit on CI's 2 cores.
 
-How nginx stands in for the fleet's ALB:
+How nginx stands in for the fleet's ALB (infra_cdk/fleet_load_balancer.py):
 - Routing: the target group's least-outstanding-requests algorithm is `least_conn`: a new
   WebSocket goes to the backend with the fewest open connections.
 - Health: the ALB checks each target's `/ready` actively and stops routing to an unhealthy
@@ -19,8 +19,9 @@ How nginx stands in for the fleet's ALB:
   delay lets its open connections run on) and its `/ready` turns 503; either way the ALB sends
   it no new session. nginx learns it from the handshake itself: a draining backend refuses it
   with 503 `draining`, and `proxy_next_upstream ... http_503` retries it on the other backend
-  before anything reaches the client. Behind the ALB the same 503 is the backstop for the few
-  seconds before the health check reacts, and the page reconnects at once on `draining`.
+  before anything reaches the client. Behind the ALB the same 503 is the backstop until the
+  health checks (every 10 s, unhealthy after 3) react, and the page reconnects at once on
+  `draining`.
 - Death: the ALB's health check marks the target unhealthy and a reconnecting page lands on a
   healthy one; nginx's connect is refused, the attempt fails over to the other backend
   (`proxy_next_upstream error`) and the dead one is out of rotation for `fail_timeout`.
