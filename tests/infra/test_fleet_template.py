@@ -86,6 +86,7 @@ def test_the_group_goes_from_zero_to_max_and_never_has_its_desired_capacity_rese
     assert all(s["Ref"].startswith("NetworkVpcpublicSubnet") for s in group["VPCZoneIdentifier"])
     assert group["MetricsCollection"] == [{"Granularity": "1Minute"}]
     assert (group["HealthCheckType"], group["HealthCheckGracePeriod"]) == ("ELB", 900)
+    assert group["DefaultInstanceWarmup"] == 300
     (target_group,) = group["TargetGroupARNs"]
     assert target_group["Ref"].startswith("FleetLoadBalancerTargets")
 
