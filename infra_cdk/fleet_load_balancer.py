@@ -29,9 +29,11 @@ ORIGIN_PORT = 80  # nginx's origin listener on every instance (and the load bala
 # The backend pings every 15 s and nginx closes a WebSocket the backend left silent for 60 s,
 # so nginx decides first; nginx keeps idle connections longer still (FRONT_DOOR_KEEPALIVE_S).
 IDLE_TIMEOUT = Duration.seconds(120)
-# /ready every 10 s: out of rotation after 3 failures (30 s), back after 2 successes.
-HEALTH_INTERVAL = Duration.seconds(10)
-HEALTH_TIMEOUT = Duration.seconds(5)
+# /ready every 5 s (ALB's fastest): a started instance takes sessions 10 s after it is ready
+# (2 successes; ALB's defaults would add up to 150 s to every start), and one that stops
+# answering is out of rotation after 3 failures (15 s). The timeout must be below the interval.
+HEALTH_INTERVAL = Duration.seconds(5)
+HEALTH_TIMEOUT = Duration.seconds(4)
 UNHEALTHY_AFTER = 3
 HEALTHY_AFTER = 2
 

@@ -177,6 +177,9 @@ def test_the_internal_load_balancer_checks_ready_and_drains_as_long_as_a_session
     assert (targets["Port"], targets["Protocol"], targets["TargetType"]) == (80, "HTTP", "instance")
     assert (targets["HealthCheckPath"], targets["HealthCheckPort"]) == ("/ready", str(HEALTH_PORT))
     assert targets["Matcher"] == {"HttpCode": "200"}
+    # ALB's fastest checks: in rotation 10 s after the backend is ready (docs/fleet.md).
+    assert (targets["HealthCheckIntervalSeconds"], targets["HealthyThresholdCount"]) == (5, 2)
+    assert targets["HealthCheckTimeoutSeconds"] < targets["HealthCheckIntervalSeconds"]
     target_attributes = {a["Key"]: a["Value"] for a in targets["TargetGroupAttributes"]}
     assert target_attributes["deregistration_delay.timeout_seconds"] == "1800"
     assert target_attributes["load_balancing.algorithm.type"] == "least_outstanding_requests"
