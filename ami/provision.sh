@@ -115,7 +115,7 @@ step "state folders in $STATE"
 install -d -m 0755 "$STATE" "$STATE/engines"
 install -d -m 0750 -o "$BACKEND_UID" -g "$BACKEND_UID" "$STATE/summaries"
 
-step "nginx site (origin listener 80, operator TLS 443; rendered from ami/nginx/cvstack.conf.j2)"
+step "nginx site (origin listener 80, operator TLS 443, fleet health 8082; rendered from ami/nginx/cvstack.conf.j2)"
 docker run --rm "$BACKEND_IMAGE" cvstack instance nginx-config --out /dev/stdout \
   >/etc/nginx/sites-available/cvstack
 ln -sfn /etc/nginx/sites-available/cvstack /etc/nginx/sites-enabled/cvstack
