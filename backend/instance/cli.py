@@ -139,8 +139,9 @@ def _register_fleet_agent(
 ) -> None:
     agent = commands.add_parser(
         "fleet-agent",
-        help="fleet mode: scale-in protection while sessions run, the drain when the instance "
-        "leaves (runs until stopped; settings from CVSTACK_FLEET_* and CVSTACK_DRAIN_LIMIT_S)",
+        help="fleet mode: the launch hook once the backend is ready, scale-in protection while "
+        "sessions run, the drain when the instance leaves (runs until stopped; settings from "
+        "CVSTACK_FLEET_* and CVSTACK_DRAIN_LIMIT_S)",
     )
     agent.add_argument("--backend-url", default="http://127.0.0.1:8080")
     agent.add_argument("--drain-file", type=Path, default=fleet_agent.DRAIN_FILE)
@@ -265,6 +266,7 @@ def _fleet_agent(args: argparse.Namespace) -> int:
         group_name=fleet.group_name,
         hook_name=fleet.hook_name,
         drain_limit_s=fleet.drain_limit_s,
+        launch_hook_name=fleet.launch_hook_name,
         poll_s=args.poll_s,
     )
     stop = threading.Event()

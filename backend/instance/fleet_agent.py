@@ -1,21 +1,28 @@
-"""Fleet mode's agent on each instance: scale-in protection while sessions run, and the drain
-when Auto Scaling takes the instance out (docs/fleet.md).
+"""Fleet mode's agent on each instance: the launch hook once the backend is ready, scale-in
+protection while sessions run, and the drain when Auto Scaling takes the instance out
+(docs/fleet.md).
 
 `cvstack instance fleet-agent` (systemd/cvstack-fleet-agent.service) runs `FleetAgent.step`
-every few seconds. A step reads the instance's target lifecycle state from IMDS and the
-backend's live sessions (`cvstack_active_sessions` on its /metrics), asks
-`fleet_member.decide`, and applies the answer:
+every few seconds. A step reads the instance's target lifecycle state from IMDS, the backend's
+live sessions (`cvstack_active_sessions` on its /metrics) and, while the launch hook may hold
+this boot, its readiness (/ready's `ready`); asks `fleet_member.decide`, and applies the answer:
 
+- launching (into service, or into the warm pool before this boot has served): nothing until
+  the backend is ready, then CompleteLifecycleAction (CONTINUE) on the launch hook, once per
+  boot;
 - in service: SetInstanceProtection on while sessions run, off once none does;
-- leaving (`Terminated`, or `Warmed:*` back to the warm pool): first the drain file (the
-  backend then takes no new session; backend/session/drain.py), then
+- leaving (`Terminated`, or `Warmed:*` back to the warm pool, after this boot has served):
+  first the drain file (the backend then takes no new session; backend/session/drain.py), then
   RecordLifecycleActionHeartbeat while live sessions last, and CompleteLifecycleAction
-  (CONTINUE) once they end or the drain limit is reached.
+  (CONTINUE) on the termination hook once they end or the drain limit is reached;
+  `Terminated` before this boot has served completes at once, with nothing to drain.
 
-A step never raises: a failure of IMDS, the backend, Auto Scaling or the drain file is logged
-with what failed and retried at the next step. While leaving, a backend that does not answer
-counts as the sessions it last reported (one, if it never did), so a guess never completes
-early; the drain limit still ends the wait.
+What this boot has done (launch hook completed, been in service) is kept beside the drain file
+(fleet_boot.py), so a restarted agent carries on where it was. A step never raises: a failure
+of IMDS, the backend, Auto Scaling or the drain file is logged with what failed and retried at
+the next step. While leaving, a backend that does not answer counts as the sessions it last
+reported (one, if it never did), so a guess never completes early; the drain limit still ends
+the wait. Before this boot has served, a silent backend counts as no session: none can be open.
 """
 
 from __future__ import annotations
@@ -29,17 +36,19 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from prometheus_client.parser import text_string_to_metric_families
 
+from backend.instance.fleet_boot import BootMarks
 from backend.instance.fleet_member import (
     IN_SERVICE,
-    LEAVING_PREFIXES,
+    TERMINATED,
     Action,
     MemberDecision,
-    complete_drain,
+    complete_lifecycle_action,
     decide,
+    drains,
     keep_draining,
     set_protection,
 )
-from backend.instance.heartbeat import ACTIVE_GAUGE, get_text
+from backend.instance.heartbeat import ACTIVE_GAUGE, backend_works, get_text
 from backend.instance.imds import INSTANCE_ID, TARGET_LIFECYCLE_STATE, read_metadata
 from backend.session.drain import start_drain
 
@@ -70,7 +79,8 @@ def live_sessions(backend_url: str, timeout_s: float) -> int | None:
 
 
 class FleetAgent:
-    """One instance's protection and drain; `step` is one poll, `run` polls until stopped."""
+    """One instance's launch hook, protection and drain; `step` is one poll, `run` polls until
+    stopped. `launch_hook_name` None: the group has no launch hook (nothing holds a launch)."""
 
     def __init__(
         self,
@@ -82,6 +92,7 @@ class FleetAgent:
         group_name: str,
         hook_name: str,
         drain_limit_s: float,
+        launch_hook_name: str | None = None,
         poll_s: float = POLL_S,
         heartbeat_every_s: float = HEARTBEAT_EVERY_S,
         timeout_s: float = 2.0,
@@ -93,12 +104,14 @@ class FleetAgent:
         self.group_name = group_name
         self.hook_name = hook_name
         self.drain_limit_s = drain_limit_s
+        self.launch_hook_name = launch_hook_name
+        self.boot = BootMarks(drain_file.parent)
         self.poll_s = poll_s
         self.heartbeat_every_s = heartbeat_every_s
         self.timeout_s = timeout_s
         self.protected: bool | None = None  # None: not known yet (the agent just started)
         self.draining_since: float | None = None  # wall-clock seconds, like `now`
-        self.completed = False
+        self.completed = False  # the termination hook's action
         self._instance_id: str | None = None
         self._sessions_seen: int | None = None
         self._last_heartbeat: float | None = None
@@ -107,7 +120,8 @@ class FleetAgent:
     def run(self, stop: threading.Event) -> None:
         """Step every `poll_s` seconds until `stop` is set; a bug in a step is logged, never
         ends the loop (systemd would restart it, but the drain state would be re-read)."""
-        self._say(logging.INFO, f"watching {self.group_name} (hook {self.hook_name})")
+        launch = f", launch hook {self.launch_hook_name}" if self.launch_hook_name else ""
+        self._say(logging.INFO, f"watching {self.group_name} (hook {self.hook_name}{launch})")
         while not stop.is_set():
             try:
                 self.step(time.time())  # the drain file's mtime is on this clock
@@ -128,18 +142,25 @@ class FleetAgent:
                 f"({error}); trying again in {self.poll_s:g} s",
             )
             return None
-        leaving = target is not None and target.startswith(LEAVING_PREFIXES)
         if target == IN_SERVICE and self.draining_since is not None:
             self._end_drain(target)
+        leaving = target == TERMINATED or drains(target, served=self.boot.served)
         if leaving and self.completed:
             return None
         sessions = self._live_sessions(leaving)
         if sessions is None:
             return None
-        if leaving:
+        if sessions > 0:
+            self.boot.mark_served()
+        if drains(target, served=self.boot.served):
             self._drain(target, now)
+        launch_pending = self._launch_pending()
         decision = decide(
             target_state=target,
+            served=self.boot.served,
+            launch_hook_pending=launch_pending,
+            # Only asked while it matters: the launch hook waits for it.
+            backend_ready=launch_pending and backend_works(self.backend_url, self.timeout_s),
             live_sessions=sessions,
             protected=self.protected if self.protected is not None else sessions == 0,
             draining_since=self.draining_since,
@@ -147,13 +168,25 @@ class FleetAgent:
             drain_limit_s=self.drain_limit_s,
         )
         self._apply(decision, now)
+        if target == IN_SERVICE and not self._launch_pending():
+            self.boot.mark_served()
         return decision
+
+    def _launch_pending(self) -> bool:
+        return self.launch_hook_name is not None and not self.boot.launched
 
     def _live_sessions(self, leaving: bool) -> int | None:
         sessions = live_sessions(self.backend_url, self.timeout_s)
         if sessions is not None:
             self._sessions_seen = sessions
             return sessions
+        if not self.boot.served:
+            self._say(
+                logging.INFO,
+                f"the backend at {self.backend_url} does not report its sessions yet; counting "
+                "none: this boot has not been in service",
+            )
+            return 0
         if leaving:
             seen = self._sessions_seen
             assumed = seen if seen is not None else 1
@@ -203,6 +236,7 @@ class FleetAgent:
         self.draining_since = None
         self.completed = False
         self._last_heartbeat = None
+        self.boot.forget_launch()  # leaving the pool holds the launch hook again
         self._say(logging.INFO, f"drain ended: target lifecycle state {target}")
 
     def _apply(self, decision: MemberDecision, now: float) -> None:
@@ -219,13 +253,16 @@ class FleetAgent:
         if instance_id is None:
             return
         name = {
+            Action.COMPLETE_LAUNCH: "CompleteLifecycleAction",
             Action.PROTECT: "SetInstanceProtection",
             Action.UNPROTECT: "SetInstanceProtection",
             Action.KEEP_DRAINING: "RecordLifecycleActionHeartbeat",
             Action.COMPLETE: "CompleteLifecycleAction",
         }[action]
         try:
-            if action in (Action.PROTECT, Action.UNPROTECT):
+            if action is Action.COMPLETE_LAUNCH:
+                self._complete_launch(decision, instance_id)
+            elif action in (Action.PROTECT, Action.UNPROTECT):
                 protect = action is Action.PROTECT
                 set_protection(self.autoscaling, self.group_name, instance_id, protected=protect)
                 self.protected = protect
@@ -236,7 +273,9 @@ class FleetAgent:
                 )
                 self._last_heartbeat = now
                 self._say(logging.INFO, f"draining, {decision.reason}{_pending_note(pending)}")
-            elif complete_drain(self.autoscaling, self.group_name, self.hook_name, instance_id):
+            elif complete_lifecycle_action(
+                self.autoscaling, self.group_name, self.hook_name, instance_id
+            ):
                 self.completed = True
                 self._say(logging.INFO, f"lifecycle action completed (CONTINUE): {decision.reason}")
             else:
@@ -251,6 +290,18 @@ class FleetAgent:
                 f"Auto Scaling {name} for {instance_id} in {self.group_name} failed "
                 f"({_aws_error(error)}); trying again in {self.poll_s:g} s",
             )
+
+    def _complete_launch(self, decision: MemberDecision, instance_id: str) -> None:
+        """CompleteLifecycleAction on the launch hook; no action pending means the group has no
+        such hook or this launch's action is already over: done either way."""
+        hook = self.launch_hook_name
+        assert hook is not None, "decide completes a launch only while a launch hook may hold it"
+        pending = complete_lifecycle_action(self.autoscaling, self.group_name, hook, instance_id)
+        self.boot.mark_launched()
+        note = "" if pending else f" (no {hook} action was pending: no such hook, or already over)"
+        self._say(
+            logging.INFO, f"launch lifecycle action completed (CONTINUE): {decision.reason}{note}"
+        )
 
     def _instance(self) -> str | None:
         if self._instance_id is None:

@@ -62,7 +62,7 @@ class Probe:
 
 def probe(backend_url: str, triton_metrics_url: str | None, timeout_s: float = 3.0) -> Probe:
     """Read `/ready` and `/metrics` of the backend and Triton's GPU metrics; never raises."""
-    result = Probe(ready=_backend_works(backend_url, timeout_s))
+    result = Probe(ready=backend_works(backend_url, timeout_s))
     text = get_text(f"{backend_url}/metrics", timeout_s)
     if text is not None:
         for family in text_string_to_metric_families(text):
@@ -193,7 +193,7 @@ def instance_id_from_imds(base_url: str | None = None, timeout_s: float = 2.0) -
     return instance_id
 
 
-def _backend_works(backend_url: str, timeout_s: float) -> bool:
+def backend_works(backend_url: str, timeout_s: float) -> bool:
     """`/ready`'s `ready`: Triton and the models answer. A draining backend answers 503 but
     works, and its body says so; without a JSON body (a proxy's error page) 503 means not."""
     try:

@@ -2,7 +2,7 @@
 
 User data writes only the immutable bootstrap lines to `/etc/cvstack/instance.env`
 (`CVSTACK_AWS_REGION`, `CVSTACK_SETTINGS_PARAMETER`). Everything that can change after launch
-(model store, secret ids, allowed origins; in fleet mode the group, its termination hook and
+(model store, secret ids, allowed origins; in fleet mode the group, its lifecycle hooks and
 the drain limit, and the admission wait) lives in an SSM String parameter holding a JSON
 object, so a `cdk deploy` that changes it reaches the instance at its next boot. This module
 reads and validates that parameter and writes `/run/cvstack/stack.env` (tmpfs, 0600, atomic):
@@ -40,9 +40,12 @@ FLEET_GROUP_NAME = "CVSTACK_FLEET_GROUP_NAME"
 FLEET_HOOK_NAME = "CVSTACK_FLEET_HOOK_NAME"
 DRAIN_LIMIT_S = "CVSTACK_DRAIN_LIMIT_S"
 FLEET_KEYS = (FLEET_GROUP_NAME, FLEET_HOOK_NAME, DRAIN_LIMIT_S)
+# Fleet mode, optional: the group's launch lifecycle hook, which the agent completes once the
+# backend is ready (a stack without that hook leaves it out).
+FLEET_LAUNCH_HOOK_NAME = "CVSTACK_FLEET_LAUNCH_HOOK_NAME"
 # Optional in either mode: the backend's admission wait (fleet mode sets 5 s), for backend.env.
 MAX_WAIT_S = "CVSTACK_MAX_WAIT_S"
-OPTIONAL_KEYS = (*FLEET_KEYS, MAX_WAIT_S)
+OPTIONAL_KEYS = (*FLEET_KEYS, FLEET_LAUNCH_HOOK_NAME, MAX_WAIT_S)
 # A lifecycle action waits at most 48 hours, heartbeats or not.
 MAX_DRAIN_LIMIT_S = 48 * 3600
 
@@ -71,11 +74,13 @@ class SettingsError(RuntimeError):
 
 @dataclass(frozen=True)
 class FleetSettings:
-    """What the fleet agent needs: the group, its termination hook, the drain limit."""
+    """What the fleet agent needs: the group, its termination hook, the drain limit, and its
+    launch hook when the stack has one."""
 
     group_name: str
     hook_name: str
     drain_limit_s: int
+    launch_hook_name: str | None = None
 
 
 def fleet_settings(
@@ -84,7 +89,14 @@ def fleet_settings(
     """The fleet keys of `values` (stack.env's lines, or the agent's environment), checked;
     None when the instance is not in a fleet (none of them set)."""
     present = [key for key in FLEET_KEYS if values.get(key)]
+    launch_hook = values.get(FLEET_LAUNCH_HOOK_NAME) or None
     if not present:
+        if launch_hook:
+            raise SettingsError(
+                f"{where}: {FLEET_LAUNCH_HOOK_NAME} is set but {FLEET_GROUP_NAME} is not: the "
+                f"launch hook belongs to fleet mode, which needs {', '.join(FLEET_KEYS)} too "
+                "(cdk.json context.cvstack mode: fleet)"
+            )
         return None
     missing = [key for key in FLEET_KEYS if key not in present]
     if missing:
@@ -94,10 +106,19 @@ def fleet_settings(
         )
     for key in FLEET_KEYS:
         _checked(key, values[key], where)
+    if launch_hook:
+        _checked(FLEET_LAUNCH_HOOK_NAME, launch_hook, where)
+        if launch_hook == values[FLEET_HOOK_NAME]:
+            raise SettingsError(
+                f"{where}: {FLEET_LAUNCH_HOOK_NAME} and {FLEET_HOOK_NAME} are both "
+                f"{launch_hook!r}: the launch and the termination hook are two hooks of the group "
+                "with their own names (cdk.json context.cvstack)"
+            )
     return FleetSettings(
         group_name=values[FLEET_GROUP_NAME],
         hook_name=values[FLEET_HOOK_NAME],
         drain_limit_s=int(values[DRAIN_LIMIT_S]),
+        launch_hook_name=launch_hook,
     )
 
 
@@ -241,6 +262,8 @@ def _checked(key: str, value: str, where: str) -> str:
         problem = f"must name the Auto Scaling group (letters, digits, . _ -), not {value!r}"
     elif key == FLEET_HOOK_NAME and not _HOOK_NAME.fullmatch(value):
         problem = f"must name the group's termination lifecycle hook, not {value!r}"
+    elif key == FLEET_LAUNCH_HOOK_NAME and not _HOOK_NAME.fullmatch(value):
+        problem = f"must name the group's launch lifecycle hook, not {value!r}"
     elif key == DRAIN_LIMIT_S and not (
         _WHOLE_SECONDS.fullmatch(value) and 1 <= int(value) <= MAX_DRAIN_LIMIT_S
     ):

@@ -100,19 +100,24 @@ def test_idle_stop_takes_an_idle_fleet_to_zero(
 
 
 def test_the_fleet_agent_protects_its_instance_and_may_drain_it(fleet_cloud: Cloud) -> None:
-    """SetInstanceProtection works under the instance role; the lifecycle calls pass IAM
-    (moto has no lifecycle actions: past IAM, it raises NotImplementedError) on the group and
-    are denied on another."""
+    """SetInstanceProtection works under the instance role; the lifecycle calls (the
+    termination hook's heartbeat and completion, the launch hook's completion) pass IAM (moto
+    has no lifecycle actions: past IAM, it raises NotImplementedError) on the group and are
+    denied on another."""
     cloud = fleet_cloud
     instance = scale_to_one(cloud)
     autoscaling = cloud.instance_session.client("autoscaling")
     fleet_member.set_protection(autoscaling, cloud.group_name, instance, protected=True)
     assert described(cloud)["Instances"][0]["ProtectedFromScaleIn"] is True
-    for call in (fleet_member.keep_draining, fleet_member.complete_drain):
+    for call, hook in (
+        (fleet_member.keep_draining, "cvstack-drain"),
+        (fleet_member.complete_lifecycle_action, "cvstack-drain"),
+        (fleet_member.complete_lifecycle_action, "cvstack-ready"),
+    ):
         with pytest.raises(NotImplementedError):
-            call(autoscaling, cloud.group_name, "cvstack-drain", instance)
+            call(autoscaling, cloud.group_name, hook, instance)
         with pytest.raises(ClientError) as denied:
-            call(autoscaling, cloud.other_group_name, "cvstack-drain", instance)
+            call(autoscaling, cloud.other_group_name, hook, instance)
         assert error_code(denied.value) in DENIED_CODES
 
 

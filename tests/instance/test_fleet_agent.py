@@ -1,8 +1,9 @@
 """The fleet agent against a real loopback IMDS (IMDSv2 tokens, a switchable target lifecycle
-state) and a real loopback /metrics in the backend's own Prometheus format. SetInstanceProtection
-runs on moto; the lifecycle-hook calls, which moto 5 lacks, and Auto Scaling's errors on a
-botocore Stubber. Every Auto Scaling call the agent makes is recorded from botocore's own event
-hook, so a test sees exactly which calls a step made."""
+state) and a real loopback backend: /metrics in the backend's own Prometheus format, /ready with
+its status codes and JSON body. SetInstanceProtection runs on moto; the lifecycle-hook calls,
+which moto 5 lacks, and Auto Scaling's errors on a botocore Stubber. Every Auto Scaling call the
+agent makes is recorded from botocore's own event hook, so a test sees exactly which calls a
+step made."""
 
 from __future__ import annotations
 
@@ -30,7 +31,12 @@ from backend.cli import main
 from backend.instance.fleet_agent import DRAIN_FILE, FleetAgent
 from backend.instance.fleet_member import Action
 from backend.instance.imds import IMDS_ENDPOINT_VARIABLE
-from backend.instance.settings import SettingsError, fleet_settings, parse_settings
+from backend.instance.settings import (
+    FleetSettings,
+    SettingsError,
+    fleet_settings,
+    parse_settings,
+)
 from backend.observability.metrics import BackendMetrics
 from backend.session.drain import DrainSignal
 from tests.lambdas.conftest import moto_server_url
@@ -88,6 +94,8 @@ class _ImdsHandler(BaseHTTPRequestHandler):
             "/latest/meta-data/autoscaling/target-lifecycle-state": imds.target_state,
         }
         value = items.get(self.path)
+        if self.path.endswith("/target-lifecycle-state"):
+            imds.state_reads += 1
         if self.headers["X-aws-ec2-metadata-token"] != TOKEN:
             _reply(self, 401, b"", "text/plain")  # IMDSv1 is refused
         elif value is None:
@@ -107,24 +115,42 @@ class ImdsServer(_Server):
         self.instance_id = instance_id
         self.target_state = target_state
         self.failing = False
+        self.state_reads = 0
         super().__init__(_ImdsHandler)
 
 
-class _MetricsHandler(BaseHTTPRequestHandler):
+class _BackendHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
-        source: BackendMetricsServer = self.server.owner  # type: ignore[attr-defined]
-        _reply(self, 200, generate_latest(source.metrics.registry), "text/plain; version=0.0.4")
+        backend: BackendServer = self.server.owner  # type: ignore[attr-defined]
+        if not backend.up:
+            self.close_connection = True  # no answer at all: the process is not serving yet
+        elif self.path == "/metrics":
+            body = generate_latest(backend.metrics.registry)
+            _reply(self, 200, body, "text/plain; version=0.0.4")
+        elif self.path == "/ready":
+            draining = DrainSignal(backend.drain_file).draining()
+            body = json.dumps({"ready": backend.ready, "draining": draining}).encode()
+            status = 200 if backend.ready and not draining else 503
+            _reply(self, status, body, "application/json")
+        else:
+            _reply(self, 404, b"", "text/plain")
 
     def log_message(self, *args: Any) -> None:
         pass
 
 
-class BackendMetricsServer(_Server):
-    """The backend's /metrics: its own registry (BackendMetrics), sessions set by the test."""
+class BackendServer(_Server):
+    """The backend on loopback: /metrics from its own registry (BackendMetrics), sessions set
+    by the test; /ready as backend/api/routes/health.py answers it, `ready` set by the test and
+    draining while `drain_file` exists (503 either way when not serving); `up` False answers
+    nothing (a backend still starting, its engines building)."""
 
-    def __init__(self) -> None:
+    def __init__(self, drain_file: Path, *, ready: bool = True, up: bool = True) -> None:
         self.metrics = BackendMetrics()
-        super().__init__(_MetricsHandler)
+        self.drain_file = drain_file
+        self.ready = ready
+        self.up = up
+        super().__init__(_BackendHandler)
 
     def sessions(self, active: int) -> None:
         self.metrics.active_sessions.set(active)
@@ -153,13 +179,19 @@ def recorded(client: Any) -> Calls:
 
 
 @pytest.fixture
-def backend_metrics() -> Iterator[BackendMetricsServer]:
-    server = BackendMetricsServer()
+def backend_metrics(tmp_path: Path) -> Iterator[BackendServer]:
+    server = BackendServer(tmp_path / "drain")
     yield server
     server.stop()
 
 
-def make_agent(imds: ImdsServer, backend: str, drain_file: Path, autoscaling: Any) -> FleetAgent:
+def make_agent(
+    imds: ImdsServer,
+    backend: str,
+    drain_file: Path,
+    autoscaling: Any,
+    launch_hook: str | None = None,
+) -> FleetAgent:
     return FleetAgent(
         imds_url=imds.url,
         backend_url=backend,
@@ -168,6 +200,7 @@ def make_agent(imds: ImdsServer, backend: str, drain_file: Path, autoscaling: An
         group_name=GROUP,
         hook_name=HOOK,
         drain_limit_s=LIMIT_S,
+        launch_hook_name=launch_hook,
         poll_s=5.0,
     )
 
@@ -215,7 +248,7 @@ def moto_fleet(monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoFleet]:
 
 
 def test_protected_while_sessions_run_unprotected_when_idle(
-    moto_fleet: MotoFleet, backend_metrics: BackendMetricsServer, tmp_path: Path
+    moto_fleet: MotoFleet, backend_metrics: BackendServer, tmp_path: Path
 ) -> None:
     imds = ImdsServer(moto_fleet.instance_id)
     calls = recorded(moto_fleet.autoscaling)
@@ -243,7 +276,7 @@ def test_protected_while_sessions_run_unprotected_when_idle(
 
 
 def test_outside_a_group_the_agent_does_nothing(
-    moto_fleet: MotoFleet, backend_metrics: BackendMetricsServer, tmp_path: Path
+    moto_fleet: MotoFleet, backend_metrics: BackendServer, tmp_path: Path
 ) -> None:
     imds = ImdsServer(moto_fleet.instance_id, target_state=None)
     calls = recorded(moto_fleet.autoscaling)
@@ -266,18 +299,49 @@ class Stubbed:
     def heartbeat(self) -> None:
         self.stubber.add_response("record_lifecycle_action_heartbeat", {}, self._target())
 
-    def complete(self) -> None:
+    def complete(self, hook: str = HOOK) -> None:
         self.stubber.add_response(
-            "complete_lifecycle_action", {}, {**self._target(), "LifecycleActionResult": "CONTINUE"}
+            "complete_lifecycle_action",
+            {},
+            {**self._target(hook), "LifecycleActionResult": "CONTINUE"},
         )
 
+    def protection(self, protected: bool) -> None:
+        self.stubber.add_response(
+            "set_instance_protection",
+            {},
+            {
+                "AutoScalingGroupName": GROUP,
+                "InstanceIds": [STUB_INSTANCE],
+                "ProtectedFromScaleIn": protected,
+            },
+        )
+
+    def hooks(self) -> list[tuple[str, str]]:
+        """The lifecycle calls since the last `take`, with the hook each named."""
+        made = [
+            (name, params["LifecycleHookName"])
+            for name, params in self.calls.made
+            if "LifecycleHookName" in params
+        ]
+        self.calls.made.clear()
+        return made
+
     @staticmethod
-    def _target() -> dict[str, str]:
+    def _target(hook: str = HOOK) -> dict[str, str]:
         return {
             "AutoScalingGroupName": GROUP,
-            "LifecycleHookName": HOOK,
+            "LifecycleHookName": hook,
             "InstanceId": STUB_INSTANCE,
         }
+
+
+def serve_first(agent: FleetAgent, imds: ImdsServer, stubbed: Stubbed, now: float) -> None:
+    """A step in service without sessions (its first: protection set to match, off)."""
+    imds.target_state = "InService"
+    stubbed.protection(False)
+    assert agent.step(now).action is Action.UNPROTECT  # type: ignore[union-attr]
+    stubbed.calls.take()
 
 
 @pytest.fixture
@@ -302,7 +366,7 @@ def imds() -> Iterator[ImdsServer]:
 
 
 def test_terminated_drains_keeps_the_hook_alive_and_completes_when_sessions_end(
-    stubbed: Stubbed, imds: ImdsServer, backend_metrics: BackendMetricsServer, tmp_path: Path
+    stubbed: Stubbed, imds: ImdsServer, backend_metrics: BackendServer, tmp_path: Path
 ) -> None:
     drain_file = tmp_path / "drain"
     agent = make_agent(imds, backend_metrics.url, drain_file, stubbed.autoscaling)
@@ -336,18 +400,20 @@ def test_a_return_to_the_warm_pool_is_a_leave_too(
     target: str,
     stubbed: Stubbed,
     imds: ImdsServer,
-    backend_metrics: BackendMetricsServer,
+    backend_metrics: BackendServer,
     tmp_path: Path,
 ) -> None:
+    """After this boot has been in service; a launch into the pool is not (tests below)."""
     agent = make_agent(imds, backend_metrics.url, tmp_path / "drain", stubbed.autoscaling)
+    serve_first(agent, imds, stubbed, T0)
     imds.target_state = target
     stubbed.complete()
-    assert agent.step(T0).action is Action.COMPLETE  # type: ignore[union-attr]
+    assert agent.step(T0 + 5).action is Action.COMPLETE  # type: ignore[union-attr]
     assert (tmp_path / "drain").exists()
 
 
 def test_the_drain_limit_completes_with_sessions_still_open(
-    stubbed: Stubbed, imds: ImdsServer, backend_metrics: BackendMetricsServer, tmp_path: Path
+    stubbed: Stubbed, imds: ImdsServer, backend_metrics: BackendServer, tmp_path: Path
 ) -> None:
     agent = make_agent(imds, backend_metrics.url, tmp_path / "drain", stubbed.autoscaling)
     backend_metrics.sessions(3)
@@ -363,7 +429,7 @@ def test_the_drain_limit_completes_with_sessions_still_open(
 
 
 def test_an_agent_restarted_mid_drain_keeps_the_drain_s_start(
-    stubbed: Stubbed, imds: ImdsServer, backend_metrics: BackendMetricsServer, tmp_path: Path
+    stubbed: Stubbed, imds: ImdsServer, backend_metrics: BackendServer, tmp_path: Path
 ) -> None:
     """The drain began when the file was made: a new agent (systemd restarted it) does not
     grant the sessions a fresh limit."""
@@ -378,7 +444,7 @@ def test_an_agent_restarted_mid_drain_keeps_the_drain_s_start(
 
 
 def test_no_pending_lifecycle_action_yet_is_asked_again(
-    stubbed: Stubbed, imds: ImdsServer, backend_metrics: BackendMetricsServer, tmp_path: Path
+    stubbed: Stubbed, imds: ImdsServer, backend_metrics: BackendServer, tmp_path: Path
 ) -> None:
     agent = make_agent(imds, backend_metrics.url, tmp_path / "drain", stubbed.autoscaling)
     imds.target_state = "Terminated"
@@ -396,28 +462,229 @@ def test_no_pending_lifecycle_action_yet_is_asked_again(
 
 
 def test_back_in_service_without_a_reboot_ends_the_drain(
-    stubbed: Stubbed, imds: ImdsServer, backend_metrics: BackendMetricsServer, tmp_path: Path
+    stubbed: Stubbed, imds: ImdsServer, backend_metrics: BackendServer, tmp_path: Path
 ) -> None:
     """A warm pool of running instances takes one back without a reboot: /run is not cleared,
     so the agent removes its drain file and the backend serves again."""
     drain_file = tmp_path / "drain"
     agent = make_agent(imds, backend_metrics.url, drain_file, stubbed.autoscaling)
+    serve_first(agent, imds, stubbed, T0)
     imds.target_state = "Warmed:Running"
     stubbed.complete()
-    agent.step(T0)
+    agent.step(T0 + 5)
     assert drain_file.exists() and agent.completed
     imds.target_state = "InService"
-    stubbed.stubber.add_response(
-        "set_instance_protection",
-        {},
-        {
-            "AutoScalingGroupName": GROUP,
-            "InstanceIds": [STUB_INSTANCE],
-            "ProtectedFromScaleIn": False,
-        },
-    )
-    assert agent.step(T0 + 600).action is Action.UNPROTECT  # type: ignore[union-attr]
+    decision = agent.step(T0 + 600)
+    assert decision is not None and decision.admit_sessions
     assert not drain_file.exists() and not agent.completed
+
+
+# --- Launching: the launch hook once the backend is ready --------------------------------------
+
+LAUNCH_HOOK = "cvstack-ready"
+
+
+@pytest.fixture
+def starting_backend(tmp_path: Path) -> Iterator[BackendServer]:
+    """A backend still starting: it answers nothing yet."""
+    server = BackendServer(tmp_path / "drain", ready=False, up=False)
+    yield server
+    server.stop()
+
+
+def test_a_launch_into_the_warm_pool_initialises_completes_the_hook_once_and_never_drains(
+    stubbed: Stubbed, imds: ImdsServer, starting_backend: BackendServer, tmp_path: Path
+) -> None:
+    drain_file = tmp_path / "drain"
+    agent = make_agent(imds, starting_backend.url, drain_file, stubbed.autoscaling, LAUNCH_HOOK)
+    imds.target_state = "Warmed:Stopped"
+
+    first = agent.step(T0)  # nothing answers: the engines are building
+    assert first is not None and first.action is Action.NOTHING and not first.admit_sessions
+    starting_backend.up = True  # up, Triton still loading the models: 503, ready false
+    assert agent.step(T0 + 5).action is Action.NOTHING  # type: ignore[union-attr]
+    assert stubbed.hooks() == [] and not drain_file.exists()
+
+    starting_backend.ready = True
+    stubbed.complete(LAUNCH_HOOK)
+    ready = agent.step(T0 + 10)
+    assert ready is not None and ready.action is Action.COMPLETE_LAUNCH
+    assert not ready.admit_sessions, "into the pool, not into service"
+    assert stubbed.hooks() == [("CompleteLifecycleAction", LAUNCH_HOOK)]
+
+    for now in (T0 + 15, T0 + 20):  # until Auto Scaling stops it: nothing more, no drain
+        assert agent.step(now).action is Action.NOTHING  # type: ignore[union-attr]
+    assert stubbed.calls.take() == [] and not drain_file.exists()
+    assert not agent.boot.served
+
+
+def test_a_warm_start_waits_for_the_backend_then_completes_the_hook_once_and_serves(
+    stubbed: Stubbed, imds: ImdsServer, starting_backend: BackendServer, tmp_path: Path
+) -> None:
+    """Leaving the pool (InService): held in Pending:Wait, so out of the load balancer, until
+    the backend is ready; then protection follows the sessions as before."""
+    agent = make_agent(
+        imds, starting_backend.url, tmp_path / "drain", stubbed.autoscaling, LAUNCH_HOOK
+    )
+    starting_backend.up = True
+    waiting = agent.step(T0)
+    assert waiting is not None and waiting.action is Action.NOTHING
+    assert not waiting.admit_sessions and stubbed.calls.take() == []
+
+    starting_backend.ready = True
+    stubbed.complete(LAUNCH_HOOK)
+    ready = agent.step(T0 + 5)
+    assert ready is not None and ready.action is Action.COMPLETE_LAUNCH and ready.admit_sessions
+    assert stubbed.hooks() == [("CompleteLifecycleAction", LAUNCH_HOOK)]
+    assert agent.boot.served
+
+    stubbed.protection(False)  # first protection step: matches the sessions (none)
+    assert agent.step(T0 + 10).action is Action.UNPROTECT  # type: ignore[union-attr]
+    starting_backend.sessions(1)
+    stubbed.protection(True)
+    assert agent.step(T0 + 15).action is Action.PROTECT  # type: ignore[union-attr]
+    assert stubbed.calls.take() == ["SetInstanceProtection"] * 2, "no second launch completion"
+
+
+def test_a_draining_backend_counts_as_ready_for_the_launch_hook(
+    stubbed: Stubbed, imds: ImdsServer, backend_metrics: BackendServer, tmp_path: Path
+) -> None:
+    """/ready answers 503 while draining, but its `ready` says the backend works."""
+    (tmp_path / "drain").write_text("left by a test\n")
+    agent = make_agent(
+        imds, backend_metrics.url, tmp_path / "other-drain", stubbed.autoscaling, LAUNCH_HOOK
+    )
+    stubbed.complete(LAUNCH_HOOK)
+    assert agent.step(T0).action is Action.COMPLETE_LAUNCH  # type: ignore[union-attr]
+
+
+def test_a_scale_in_back_to_the_pool_after_service_drains_on_the_termination_hook(
+    stubbed: Stubbed, imds: ImdsServer, backend_metrics: BackendServer, tmp_path: Path
+) -> None:
+    drain_file = tmp_path / "drain"
+    agent = make_agent(imds, backend_metrics.url, drain_file, stubbed.autoscaling, LAUNCH_HOOK)
+    stubbed.complete(LAUNCH_HOOK)
+    assert agent.step(T0).action is Action.COMPLETE_LAUNCH  # type: ignore[union-attr]
+    backend_metrics.sessions(1)
+    stubbed.protection(True)
+    assert agent.step(T0 + 5).action is Action.PROTECT  # type: ignore[union-attr]
+    stubbed.calls.take()
+
+    imds.target_state = "Warmed:Stopped"  # protection came too late: back to the pool
+    stubbed.heartbeat()
+    leaving = agent.step(T0 + 10)
+    assert leaving is not None and leaving.action is Action.KEEP_DRAINING
+    assert DrainSignal(drain_file).draining()
+    backend_metrics.sessions(0)
+    stubbed.complete()
+    assert agent.step(T0 + 15).action is Action.COMPLETE  # type: ignore[union-attr]
+    assert stubbed.hooks() == [
+        ("RecordLifecycleActionHeartbeat", HOOK),
+        ("CompleteLifecycleAction", HOOK),
+    ]
+
+
+@pytest.mark.parametrize("launch_hook", [LAUNCH_HOOK, None])
+def test_terminated_before_service_completes_the_termination_hook_at_once(
+    launch_hook: str | None,
+    stubbed: Stubbed,
+    imds: ImdsServer,
+    starting_backend: BackendServer,
+    tmp_path: Path,
+) -> None:
+    """Terminated while it was still initialising (into the pool, or into service): no
+    session can be open, so nothing to drain and no wait for a backend that never answers."""
+    drain_file = tmp_path / "drain"
+    agent = make_agent(imds, starting_backend.url, drain_file, stubbed.autoscaling, launch_hook)
+    imds.target_state = "Warmed:Stopped"
+    assert agent.step(T0).action is Action.NOTHING  # type: ignore[union-attr]
+    imds.target_state = "Terminated"
+    stubbed.complete()
+    done = agent.step(T0 + 5)
+    assert done is not None and done.action is Action.COMPLETE
+    assert done.reason == "terminated before it served: nothing to drain"
+    assert stubbed.hooks() == [("CompleteLifecycleAction", HOOK)]
+    assert agent.step(T0 + 10) is None and stubbed.calls.take() == []
+    assert not drain_file.exists()
+
+
+def test_a_restarted_agent_remembers_what_this_boot_did(
+    stubbed: Stubbed, imds: ImdsServer, backend_metrics: BackendServer, tmp_path: Path
+) -> None:
+    """systemd restarts the agent: the boot's marks beside the drain file say the launch hook
+    is done and whether the instance served, so a pool launch is not completed twice and a
+    return to the pool after service still drains."""
+    drain_file = tmp_path / "drain"
+    imds.target_state = "Warmed:Stopped"
+    stubbed.complete(LAUNCH_HOOK)
+    pool_launch = make_agent(
+        imds, backend_metrics.url, drain_file, stubbed.autoscaling, LAUNCH_HOOK
+    )
+    assert pool_launch.step(T0).action is Action.COMPLETE_LAUNCH  # type: ignore[union-attr]
+    restarted = make_agent(imds, backend_metrics.url, drain_file, stubbed.autoscaling, LAUNCH_HOOK)
+    assert restarted.step(T0 + 5).action is Action.NOTHING  # type: ignore[union-attr]
+    assert stubbed.hooks() == [("CompleteLifecycleAction", LAUNCH_HOOK)]
+
+    imds.target_state = "InService"  # the next boot would clear the marks; here: one boot
+    stubbed.protection(False)
+    assert restarted.step(T0 + 10).action is Action.UNPROTECT  # type: ignore[union-attr]
+    imds.target_state = "Warmed:Stopped"
+    stubbed.complete()
+    again = make_agent(imds, backend_metrics.url, drain_file, stubbed.autoscaling, LAUNCH_HOOK)
+    assert again.step(T0 + 15).action is Action.COMPLETE  # type: ignore[union-attr]
+    assert drain_file.exists(), "a leave after service: drained"
+
+
+def test_back_in_service_from_a_running_pool_completes_the_launch_hook_again(
+    stubbed: Stubbed, imds: ImdsServer, backend_metrics: BackendServer, tmp_path: Path
+) -> None:
+    """Leaving a pool of running instances holds the launch hook again, in the same boot."""
+    agent = make_agent(
+        imds, backend_metrics.url, tmp_path / "drain", stubbed.autoscaling, LAUNCH_HOOK
+    )
+    stubbed.complete(LAUNCH_HOOK)
+    agent.step(T0)
+    imds.target_state = "Warmed:Running"
+    stubbed.complete()
+    assert agent.step(T0 + 5).action is Action.COMPLETE  # type: ignore[union-attr]
+    imds.target_state = "InService"
+    stubbed.complete(LAUNCH_HOOK)
+    assert agent.step(T0 + 600).action is Action.COMPLETE_LAUNCH  # type: ignore[union-attr]
+    assert stubbed.hooks() == [
+        ("CompleteLifecycleAction", LAUNCH_HOOK),
+        ("CompleteLifecycleAction", HOOK),
+        ("CompleteLifecycleAction", LAUNCH_HOOK),
+    ]
+
+
+def test_no_pending_launch_action_counts_as_done_and_a_throttled_one_is_retried(
+    stubbed: Stubbed,
+    imds: ImdsServer,
+    backend_metrics: BackendServer,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    agent = make_agent(
+        imds, backend_metrics.url, tmp_path / "drain", stubbed.autoscaling, LAUNCH_HOOK
+    )
+    stubbed.stubber.add_client_error(
+        "complete_lifecycle_action", "Throttling", "Rate exceeded", 400
+    )
+    with caplog.at_level(logging.WARNING):
+        assert agent.step(T0).action is Action.COMPLETE_LAUNCH  # type: ignore[union-attr]
+    assert "CompleteLifecycleAction" in caplog.text and "Throttling" in caplog.text
+    assert not agent.boot.launched
+    stubbed.stubber.add_client_error(
+        "complete_lifecycle_action",
+        "ValidationError",
+        f"No active Lifecycle Action found with instance ID {STUB_INSTANCE}",
+    )
+    with caplog.at_level(logging.INFO):
+        assert agent.step(T0 + 5).action is Action.COMPLETE_LAUNCH  # type: ignore[union-attr]
+    assert f"no {LAUNCH_HOOK} action was pending" in caplog.text
+    assert (agent.boot.launched, agent.boot.served) == (True, True)
+    stubbed.protection(False)
+    assert agent.step(T0 + 10).action is Action.UNPROTECT  # type: ignore[union-attr]
 
 
 # --- Failures: logged, retried at the next step, never raised ---------------------------------
@@ -426,7 +693,7 @@ def test_back_in_service_without_a_reboot_ends_the_drain(
 def test_imds_down_and_auto_scaling_throttling_do_not_crash_the_step(
     stubbed: Stubbed,
     imds: ImdsServer,
-    backend_metrics: BackendMetricsServer,
+    backend_metrics: BackendServer,
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -459,7 +726,7 @@ def test_imds_down_and_auto_scaling_throttling_do_not_crash_the_step(
 
 
 def test_a_denied_heartbeat_is_retried_at_the_next_step(
-    stubbed: Stubbed, imds: ImdsServer, backend_metrics: BackendMetricsServer, tmp_path: Path
+    stubbed: Stubbed, imds: ImdsServer, backend_metrics: BackendServer, tmp_path: Path
 ) -> None:
     agent = make_agent(imds, backend_metrics.url, tmp_path / "drain", stubbed.autoscaling)
     backend_metrics.sessions(1)
@@ -474,7 +741,7 @@ def test_a_denied_heartbeat_is_retried_at_the_next_step(
 def test_a_silent_backend_keeps_protection_in_service_and_its_last_sessions_when_leaving(
     stubbed: Stubbed, imds: ImdsServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    backend = BackendMetricsServer()
+    backend = BackendServer(tmp_path / "drain")
     backend.sessions(2)
     agent = make_agent(imds, backend.url, tmp_path / "drain", stubbed.autoscaling)
     stubbed.stubber.add_response(
@@ -506,18 +773,20 @@ def test_a_silent_backend_keeps_protection_in_service_and_its_last_sessions_when
 def test_an_unwritable_drain_folder_is_logged_and_the_drain_still_runs(
     stubbed: Stubbed,
     imds: ImdsServer,
-    backend_metrics: BackendMetricsServer,
+    backend_metrics: BackendServer,
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     agent = make_agent(
         imds, backend_metrics.url, tmp_path / "missing" / "drain", stubbed.autoscaling
     )
+    backend_metrics.sessions(1)
     imds.target_state = "Terminated"
-    stubbed.complete()
-    with caplog.at_level(logging.ERROR):
-        assert agent.step(T0).action is Action.COMPLETE  # type: ignore[union-attr]
+    stubbed.heartbeat()
+    with caplog.at_level(logging.WARNING):
+        assert agent.step(T0).action is Action.KEEP_DRAINING  # type: ignore[union-attr]
     assert "cannot create the drain file" in caplog.text
+    assert "cannot write in-service" in caplog.text, "the boot's mark is missing too: said so"
 
 
 # --- Settings and the command ------------------------------------------------------------------
@@ -541,12 +810,12 @@ def test_fleet_settings_from_the_ssm_parameter_reach_stack_env_checked() -> None
     )
     assert {key: values[key] for key in FLEET} == FLEET and values["CVSTACK_MAX_WAIT_S"] == "5"
     fleet = fleet_settings(values)
-    assert fleet is not None and (fleet.group_name, fleet.hook_name, fleet.drain_limit_s) == (
-        GROUP,
-        HOOK,
-        1800,
-    )
+    assert fleet == FleetSettings(GROUP, HOOK, 1800, launch_hook_name=None)
     assert fleet_settings(parse_settings(json_text(SINGLE), "/cvstack/settings")) is None
+    with_launch_hook = {**SINGLE, **FLEET, "CVSTACK_FLEET_LAUNCH_HOOK_NAME": LAUNCH_HOOK}
+    values = parse_settings(json_text(with_launch_hook), "/cvstack/settings")
+    assert values["CVSTACK_FLEET_LAUNCH_HOOK_NAME"] == LAUNCH_HOOK
+    assert fleet_settings(values) == FleetSettings(GROUP, HOOK, 1800, LAUNCH_HOOK)
 
 
 @pytest.mark.parametrize(
@@ -560,6 +829,16 @@ def test_fleet_settings_from_the_ssm_parameter_reach_stack_env_checked() -> None
         ({"CVSTACK_FLEET_GROUP_NAME": "-fleet"}, "must name the Auto Scaling group"),
         ({"CVSTACK_FLEET_HOOK_NAME": "drain:1"}, "must name the group's termination lifecycle"),
         ({"CVSTACK_MAX_WAIT_S": "soon"}, "CVSTACK_MAX_WAIT_S must be seconds"),
+        (
+            {"CVSTACK_FLEET_LAUNCH_HOOK_NAME": "ready:1"},
+            "CVSTACK_FLEET_LAUNCH_HOOK_NAME must name the group's launch lifecycle hook",
+        ),
+        ({"CVSTACK_FLEET_LAUNCH_HOOK_NAME": ""}, "not ''"),
+        ({"CVSTACK_FLEET_LAUNCH_HOOK_NAME": HOOK}, "are both 'cvstack-drain'"),
+        (
+            {key: None for key in FLEET} | {"CVSTACK_FLEET_LAUNCH_HOOK_NAME": "cvstack-ready"},
+            "CVSTACK_FLEET_LAUNCH_HOOK_NAME is set but CVSTACK_FLEET_GROUP_NAME is not",
+        ),
         ({"CVSTACK_FLEET_SIZE": "4"}, "unknown key CVSTACK_FLEET_SIZE"),
     ],
 )
@@ -587,7 +866,7 @@ def test_the_command_refuses_to_run_outside_fleet_mode(
 
 
 def test_the_unit_s_command_protects_the_instance_and_stops_on_sigterm(
-    moto_server_url: str, backend_metrics: BackendMetricsServer, tmp_path: Path
+    moto_server_url: str, backend_metrics: BackendServer, tmp_path: Path
 ) -> None:
     """`cvstack instance fleet-agent` as the unit runs it: settings from the environment
     (stack.env), IMDS at botocore's endpoint variable, Auto Scaling at AWS_ENDPOINT_URL; it runs
@@ -642,6 +921,50 @@ def test_the_unit_s_command_protects_the_instance_and_stops_on_sigterm(
         imds.stop()
     assert agent.returncode == 0, stderr
     assert "protect: sessions open" in stderr and "fleet agent stopped" in stderr
+
+
+def test_the_unit_s_command_holds_the_launch_hook_until_the_backend_is_ready(
+    tmp_path: Path,
+) -> None:
+    """With CVSTACK_FLEET_LAUNCH_HOOK_NAME in stack.env the command waits for /ready: no Auto
+    Scaling call at all (none reaches the unused endpoint) while the backend is not ready."""
+    backend = BackendServer(tmp_path / "drain", ready=False)
+    imds = ImdsServer(STUB_INSTANCE)
+    env = {
+        **os.environ,
+        **FLEET,
+        "CVSTACK_FLEET_LAUNCH_HOOK_NAME": "cvstack-ready",
+        "CVSTACK_AWS_REGION": REGION,
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",  # discard: any call would fail and be logged
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        IMDS_ENDPOINT_VARIABLE: imds.url,
+    }
+    command = ["instance", "fleet-agent", "--backend-url", backend.url, "--poll-s", "0.2"]
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "backend.cli", *command, "--drain-file", str(tmp_path / "drain")],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while imds.state_reads < 3:  # two whole steps done
+            assert agent.poll() is None, agent.communicate()
+            assert time.monotonic() < deadline, "the agent did not poll IMDS"
+            time.sleep(0.1)
+        agent.send_signal(signal.SIGTERM)
+        _, stderr = agent.communicate(timeout=30)
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+        imds.stop()
+        backend.stop()
+    assert agent.returncode == 0, stderr
+    assert f"(hook {HOOK}, launch hook cvstack-ready)" in stderr
+    assert "initialising for InService: backend not ready" in stderr
+    assert "Auto Scaling" not in stderr, stderr
 
 
 def on_moto_server(service: str, url: str) -> Any:

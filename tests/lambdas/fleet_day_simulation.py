@@ -488,6 +488,9 @@ class _Day:
             instance.draining_since = now
         decision = decide(
             target_state="Warmed:Stopped" if leaving else "InService",
+            served=True,  # the model's agent steps only instances that are or were in service
+            launch_hook_pending=False,
+            backend_ready=True,
             live_sessions=len(instance.live),
             protected=instance.protected,
             draining_since=instance.draining_since,
