@@ -25,9 +25,14 @@ from infra_cdk.network import Network
 from lambdas.shared.metrics import FLEET_DIMENSION, NAMESPACE, SESSION_LOAD
 
 DRAIN_HOOK_NAME = "cvstack-drain"
-# The fleet agent sends RecordLifecycleActionHeartbeat every few seconds while it drains; a
+# The fleet agent sends RecordLifecycleActionHeartbeat about once a minute while it drains; a
 # silent instance (agent or host dead) is let go after this long.
 DRAIN_HEARTBEAT = Duration.minutes(5)
+READY_HOOK_NAME = "cvstack-ready"
+# A launch (into service, or into the warm pool, where AWS stops it once the hook completes)
+# waits until the fleet agent sees the backend ready; a boot that never gets there in this long
+# (a fresh launch builds its TensorRT engines: minutes) is abandoned: terminated and replaced.
+READY_TIMEOUT = Duration.minutes(30)
 # A full instance sends extra sessions away after this long, so a reconnect lands elsewhere.
 FULL_INSTANCE_MAX_WAIT_S = 5
 # Before the first health check counts: a fresh launch builds its TensorRT engines on first
@@ -99,6 +104,7 @@ class GpuFleet(Construct):
             fleet_settings={
                 "CVSTACK_FLEET_GROUP_NAME": self.group_name,
                 "CVSTACK_FLEET_HOOK_NAME": DRAIN_HOOK_NAME,
+                "CVSTACK_FLEET_LAUNCH_HOOK_NAME": READY_HOOK_NAME,
                 "CVSTACK_DRAIN_LIMIT_S": str(config.fleet_drain_minutes * 60),
                 "CVSTACK_MAX_WAIT_S": str(FULL_INSTANCE_MAX_WAIT_S),
             },
@@ -149,6 +155,15 @@ class GpuFleet(Construct):
                 min_size=size,
                 max_group_prepared_capacity=size,
             )
+        # Launches wait for the backend: a warm-pool instance is stopped only once initialised
+        # (engines built, models synced), and a started one joins the load balancer only ready.
+        self.ready_hook = self.group.add_lifecycle_hook(
+            "Ready",
+            lifecycle_hook_name=READY_HOOK_NAME,
+            lifecycle_transition=autoscaling.LifecycleTransition.INSTANCE_LAUNCHING,
+            default_result=autoscaling.DefaultResult.ABANDON,
+            heartbeat_timeout=READY_TIMEOUT,
+        )
         self.drain_hook = self.group.add_lifecycle_hook(
             "Drain",
             lifecycle_hook_name=DRAIN_HOOK_NAME,

@@ -134,12 +134,28 @@ def test_no_warm_pool_when_its_size_is_zero(tmp_path_factory: pytest.TempPathFac
     cold.template.resource_count_is("AWS::AutoScaling::AutoScalingGroup", 1)
 
 
+def lifecycle_hooks(synthesized: Synthesized) -> dict[str, dict[str, Any]]:
+    """The group's lifecycle hooks by name."""
+    hooks = synthesized.template.find_resources("AWS::AutoScaling::LifecycleHook")
+    return {h["Properties"]["LifecycleHookName"]: h["Properties"] for h in hooks.values()}
+
+
 def test_a_leaving_instance_is_held_by_the_drain_hook(fleet_synthesized: Synthesized) -> None:
-    _, hook = one(fleet_synthesized, "AWS::AutoScaling::LifecycleHook")
-    assert hook["LifecycleHookName"] == "cvstack-drain"
+    hook = lifecycle_hooks(fleet_synthesized)["cvstack-drain"]
     assert hook["LifecycleTransition"] == "autoscaling:EC2_INSTANCE_TERMINATING"
     assert (hook["DefaultResult"], hook["HeartbeatTimeout"]) == ("CONTINUE", 300)
     assert "NotificationTargetARN" not in hook  # the instance reads its state from IMDS
+
+
+def test_a_launch_waits_for_the_ready_backend_and_a_boot_that_never_gets_there_is_replaced(
+    fleet_synthesized: Synthesized,
+) -> None:
+    hooks = lifecycle_hooks(fleet_synthesized)
+    assert sorted(hooks) == ["cvstack-drain", "cvstack-ready"]
+    hook = hooks["cvstack-ready"]
+    assert hook["LifecycleTransition"] == "autoscaling:EC2_INSTANCE_LAUNCHING"
+    assert (hook["DefaultResult"], hook["HeartbeatTimeout"]) == ("ABANDON", 1800)
+    assert "NotificationTargetARN" not in hook
 
 
 def test_target_tracking_holds_sessions_per_instance_below_the_slots(
@@ -383,10 +399,10 @@ def test_the_instances_read_the_group_the_hook_and_the_drain_limit_from_their_se
     fleet_synthesized: Synthesized, tuned_fleet: Synthesized, synthesized: Synthesized
 ) -> None:
     values = instance_settings(fleet_synthesized)
-    assert fleet_settings(values) == FleetSettings(GROUP, "cvstack-drain", 1800)
+    assert fleet_settings(values) == FleetSettings(GROUP, "cvstack-drain", 1800, "cvstack-ready")
     assert values["CVSTACK_MAX_WAIT_S"] == "5"
     assert fleet_settings(instance_settings(tuned_fleet)) == FleetSettings(
-        GROUP, "cvstack-drain", 2700
+        GROUP, "cvstack-drain", 2700, "cvstack-ready"
     )
     assert fleet_settings(instance_settings(synthesized)) is None  # single mode
 
