@@ -3,9 +3,10 @@ last minute, so sessions a full fleet instance sent away after a few seconds sti
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from backend.observability import metrics as metrics_module
 from backend.observability.metrics import WAITING_PEAK_WINDOW_S, BackendMetrics
 
 
@@ -17,7 +18,7 @@ def test_the_peak_outlives_the_waiting_sessions_for_the_window(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     clock = [1000.0]
-    monkeypatch.setattr(metrics_module.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
     metrics = BackendMetrics()
     assert sample(metrics, "cvstack_waiting_sessions_peak") == 0
     for _ in range(3):
