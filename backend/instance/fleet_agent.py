@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.parsers import ResponseParserError
 from prometheus_client.parser import text_string_to_metric_families
 
 from backend.instance.fleet_boot import BootMarks
@@ -61,6 +62,11 @@ POLL_S = 5.0
 # RecordLifecycleActionHeartbeat at most this often: the hook's heartbeat timeout (minutes)
 # needs far fewer calls than one per poll, and Auto Scaling's API rate is shared per account.
 HEARTBEAT_EVERY_S = 60.0
+SESSIONS_TOPIC = "sessions"  # `_say`'s topic for what the backend reports of its sessions
+# What a failed Auto Scaling call raises: AWS's error answer, no answer, or an answer that is not
+# AWS's (an error page from a proxy or an endpoint, which botocore cannot parse: its
+# ResponseParserError is no BotoCoreError).
+AWS_FAILURES = (ClientError, BotoCoreError, ResponseParserError)
 
 
 def live_sessions(backend_url: str, timeout_s: float) -> int | None:
@@ -115,7 +121,7 @@ class FleetAgent:
         self._instance_id: str | None = None
         self._sessions_seen: int | None = None
         self._last_heartbeat: float | None = None
-        self._last_said: str | None = None
+        self._last_said: dict[str, str] = {}  # the last message said, per topic
 
     def run(self, stop: threading.Event) -> None:
         """Step every `poll_s` seconds until `stop` is set; a bug in a step is logged, never
@@ -179,12 +185,14 @@ class FleetAgent:
         sessions = live_sessions(self.backend_url, self.timeout_s)
         if sessions is not None:
             self._sessions_seen = sessions
+            self._last_said.pop(SESSIONS_TOPIC, None)  # a later silence is said again
             return sessions
         if not self.boot.served:
             self._say(
                 logging.INFO,
                 f"the backend at {self.backend_url} does not report its sessions yet; counting "
                 "none: this boot has not been in service",
+                SESSIONS_TOPIC,
             )
             return 0
         if leaving:
@@ -195,12 +203,14 @@ class FleetAgent:
                 f"the backend at {self.backend_url} does not report its sessions; counting "
                 f"{assumed} ({'its last report' if seen is not None else 'it never reported'}) "
                 "until it does or the drain limit is reached",
+                SESSIONS_TOPIC,
             )
             return assumed
         self._say(
             logging.WARNING,
             f"the backend at {self.backend_url} does not report its sessions (/metrics); "
             f"protection unchanged, trying again in {self.poll_s:g} s",
+            SESSIONS_TOPIC,
         )
         return None
 
@@ -252,12 +262,12 @@ class FleetAgent:
         instance_id = self._instance()
         if instance_id is None:
             return
-        name = {
-            Action.COMPLETE_LAUNCH: "CompleteLifecycleAction",
+        call = {
+            Action.COMPLETE_LAUNCH: f"CompleteLifecycleAction on hook {self.launch_hook_name}",
             Action.PROTECT: "SetInstanceProtection",
             Action.UNPROTECT: "SetInstanceProtection",
-            Action.KEEP_DRAINING: "RecordLifecycleActionHeartbeat",
-            Action.COMPLETE: "CompleteLifecycleAction",
+            Action.KEEP_DRAINING: f"RecordLifecycleActionHeartbeat on hook {self.hook_name}",
+            Action.COMPLETE: f"CompleteLifecycleAction on hook {self.hook_name}",
         }[action]
         try:
             if action is Action.COMPLETE_LAUNCH:
@@ -284,11 +294,11 @@ class FleetAgent:
                     f"{decision.reason}, but no lifecycle action is pending yet; asking again "
                     f"in {self.poll_s:g} s",
                 )
-        except (ClientError, BotoCoreError) as error:
+        except AWS_FAILURES as error:
             self._say(
                 logging.WARNING,
-                f"Auto Scaling {name} for {instance_id} in {self.group_name} failed "
-                f"({_aws_error(error)}); trying again in {self.poll_s:g} s",
+                f"Auto Scaling {call} for {instance_id} in {self.group_name} failed "
+                f"({_aws_error(error)}); trying again in {self.poll_s:g} s ({decision.reason})",
             )
 
     def _complete_launch(self, decision: MemberDecision, instance_id: str) -> None:
@@ -315,19 +325,24 @@ class FleetAgent:
                 )
         return self._instance_id
 
-    def _say(self, level: int, message: str) -> None:
-        """Log `message` unless it repeats the previous one (a step every few seconds)."""
-        if message != self._last_said:
+    def _say(self, level: int, message: str, topic: str = "step") -> None:
+        """Log `message` unless it repeats the last one of its `topic` (a step every few
+        seconds; what the backend reports is a topic of its own, said beside each decision, so
+        the two do not take turns in the log while nothing changes)."""
+        if message != self._last_said.get(topic):
             log.log(level, "%s", message)
-            self._last_said = message
+            self._last_said[topic] = message
 
 
 def _pending_note(pending: bool) -> str:
     return "" if pending else " (no lifecycle action pending: nothing to keep alive)"
 
 
-def _aws_error(error: ClientError | BotoCoreError) -> str:
+def _aws_error(error: ClientError | BotoCoreError | ResponseParserError) -> str:
     if isinstance(error, ClientError):
         detail = error.response.get("Error", {})
         return f"{detail.get('Code', 'error')}: {detail.get('Message', '')}"
+    if isinstance(error, ResponseParserError):  # its message goes on with the whole page
+        first_line = str(error).splitlines()[0] if str(error) else ""
+        return f"an answer that is not AWS's: {first_line.rstrip(':')}"
     return str(error)

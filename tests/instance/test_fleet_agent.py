@@ -546,6 +546,35 @@ def test_a_warm_start_waits_for_the_backend_then_completes_the_hook_once_and_ser
     assert stubbed.calls.take() == ["SetInstanceProtection"] * 2, "no second launch completion"
 
 
+def test_a_boot_that_waits_for_its_backend_says_so_once_not_every_poll(
+    stubbed: Stubbed,
+    imds: ImdsServer,
+    starting_backend: BackendServer,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """While the engines build (minutes), each step finds the backend silent and holds the
+    launch: two facts, each said once, however many polls it takes; a silence after the backend
+    has answered is said again."""
+    agent = make_agent(
+        imds, starting_backend.url, tmp_path / "drain", stubbed.autoscaling, LAUNCH_HOOK
+    )
+    with caplog.at_level(logging.INFO):
+        for now in (T0, T0 + 5, T0 + 10):
+            assert agent.step(now).action is Action.NOTHING  # type: ignore[union-attr]
+        starting_backend.up = True  # answers /metrics; /ready still 503, not ready
+        agent.step(T0 + 15)
+        starting_backend.up = False
+        agent.step(T0 + 20)
+    said = [record.getMessage() for record in caplog.records]
+    assert [m.split(";")[0] for m in said] == [
+        f"the backend at {starting_backend.url} does not report its sessions yet",
+        "nothing to do: initialising for InService: backend not ready",
+        f"the backend at {starting_backend.url} does not report its sessions yet",
+    ], said
+    assert stubbed.calls.take() == []
+
+
 def test_a_draining_backend_counts_as_ready_for_the_launch_hook(
     stubbed: Stubbed, imds: ImdsServer, backend_metrics: BackendServer, tmp_path: Path
 ) -> None:
@@ -723,6 +752,54 @@ def test_imds_down_and_auto_scaling_throttling_do_not_crash_the_step(
     )
     assert agent.step(T0 + 10).action is Action.PROTECT  # type: ignore[union-attr]
     assert agent.protected is True
+
+
+class _ErrorPageHandler(BaseHTTPRequestHandler):
+    """An Auto Scaling endpoint answering every call with an HTML error page, not AWS's XML: what
+    moto_server answers for a call it lacks (the boot rehearsal meets it), and what a proxy or an
+    endpoint in front of AWS can answer."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        page = b"<!doctype html>\n<title>500 Internal Server Error</title>\n<h1>Oops</h1>\n"
+        _reply(self, 500, page, "text/html")
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_an_answer_that_is_not_aws_s_is_logged_once_and_retried(
+    imds: ImdsServer,
+    backend_metrics: BackendServer,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """botocore cannot parse such a page and raises ResponseParserError (no BotoCoreError): the
+    step still returns its decision, and the failure is one line naming the call, its hook and
+    what the agent acted on, not a traceback every poll."""
+    endpoint = _Server(_ErrorPageHandler)
+    autoscaling = boto3.client(
+        "autoscaling",
+        region_name=REGION,
+        endpoint_url=endpoint.url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    agent = make_agent(imds, backend_metrics.url, tmp_path / "drain", autoscaling, LAUNCH_HOOK)
+    try:
+        with caplog.at_level(logging.WARNING):
+            for now in (T0, T0 + 5):
+                assert agent.step(now).action is Action.COMPLETE_LAUNCH  # type: ignore[union-attr]
+    finally:
+        endpoint.stop()
+    failures = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(failures) == 1, failures  # the same failure again is not said again
+    assert failures[0].startswith(
+        f"Auto Scaling CompleteLifecycleAction on hook {LAUNCH_HOOK} for {STUB_INSTANCE} in "
+        f"{GROUP} failed (an answer that is not AWS's: Unable to parse response"
+    ), failures
+    assert failures[0].endswith("(backend ready: launch into InService)"), failures
+    assert "Traceback" not in caplog.text and not agent.boot.launched
 
 
 def test_a_denied_heartbeat_is_retried_at_the_next_step(
