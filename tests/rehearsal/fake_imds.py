@@ -9,6 +9,11 @@ test can prove the instance took its identity and credentials from here, with to
 `--outage-file`: while it holds a number N > 0, the next N credential requests answer 404 (and
 count it down), as IMDS can in the first seconds of a boot before the instance profile is there.
 
+`--lifecycle-state-file`: while it exists, its text is `autoscaling/target-lifecycle-state`
+(`InService`, `Terminated`, ...), as for an instance of an Auto Scaling group; the test switches
+it by rewriting the file. Without it that item is missing (404), as for an instance outside a
+group (single mode).
+
     python -m tests.rehearsal.fake_imds --instance-id i-... --region eu-west-1 --log FILE
 """
 
@@ -27,13 +32,21 @@ TOKEN_PATH = "/latest/api/token"
 TTL_HEADER = "X-aws-ec2-metadata-token-ttl-seconds"
 TOKEN_HEADER = "X-aws-ec2-metadata-token"
 MAX_TTL_S = 21600
+LIFECYCLE_STATE_PATH = "/latest/meta-data/autoscaling/target-lifecycle-state"
 
 
 class Metadata:
     """The instance's metadata tree and the tokens handed out so far."""
 
     def __init__(
-        self, instance_id: str, region: str, role: str, log: Path, outage: Path | None = None
+        self,
+        instance_id: str,
+        region: str,
+        role: str,
+        log: Path,
+        *,
+        outage: Path | None = None,
+        lifecycle_state: Path | None = None,
     ) -> None:
         zone = f"{region}a"
         now = datetime.now(UTC)
@@ -65,7 +78,16 @@ class Metadata:
         self.tokens: dict[str, datetime] = {}
         self.log = log
         self.outage = outage
+        self.lifecycle_state = lifecycle_state
         self.lock = threading.Lock()
+
+    def item(self, path: str) -> str | None:
+        """The metadata at `path` (a trailing slash or not); None: no such item."""
+        if path.rstrip("/") == LIFECYCLE_STATE_PATH:
+            if self.lifecycle_state is None or not self.lifecycle_state.is_file():
+                return None
+            return self.lifecycle_state.read_text().strip()
+        return self.paths.get(path) or self.paths.get(path.rstrip("/"))
 
     def in_outage(self, path: str) -> bool:
         """Whether this credentials request falls in an injected outage (counted down)."""
@@ -117,7 +139,7 @@ def handler_for(metadata: Metadata) -> type[BaseHTTPRequestHandler]:
             if metadata.in_outage(path):
                 self._answer(404, "")
                 return
-            body = metadata.paths.get(path) or metadata.paths.get(path.rstrip("/"))
+            body = metadata.item(path)
             self._answer(200 if body is not None else 404, body or "")
 
         def _forwarded(self) -> bool:
@@ -154,8 +176,16 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=80)
     parser.add_argument("--log", type=Path, required=True)
     parser.add_argument("--outage-file", type=Path)
+    parser.add_argument("--lifecycle-state-file", type=Path)
     args = parser.parse_args()
-    metadata = Metadata(args.instance_id, args.region, args.role, args.log, args.outage_file)
+    metadata = Metadata(
+        args.instance_id,
+        args.region,
+        args.role,
+        args.log,
+        outage=args.outage_file,
+        lifecycle_state=args.lifecycle_state_file,
+    )
     server = ThreadingHTTPServer((args.address, args.port), handler_for(metadata))
     server.serve_forever()
 

@@ -714,6 +714,8 @@ class Rehearsal:
                         str(self.logs / "imds.jsonl"),
                         "--outage-file",
                         str(self.logs / "imds-outage"),
+                        "--lifecycle-state-file",
+                        str(self.logs / "imds-lifecycle-state"),
                     ],
                     self.logs / "imds.log",
                 )
@@ -851,6 +853,21 @@ class Rehearsal:
     def imds_outage(self, requests: int) -> None:
         """Answer the next `requests` credential requests with 404, as IMDS can early in a boot."""
         (self.logs / "imds-outage").write_text(str(requests))
+
+    def target_lifecycle_state(self, state: str) -> None:
+        """IMDS's `autoscaling/target-lifecycle-state` from now on, as Auto Scaling sets it for
+        an instance of its group (none until the first call: an instance outside a group)."""
+        path = self.logs / "imds-lifecycle-state"
+        partial = path.with_name(f"{path.name}.partial")
+        partial.write_text(state)
+        partial.replace(path)  # IMDS reads the old state or the new one, never an empty file
+
+    def failed_aws_calls(self) -> int:
+        """Calls from the instance that moto_server answered 500 (what it answers for an action
+        it lacks), in its request log (lines may carry colour codes)."""
+        lines = (self.logs / "moto_server.log").read_text(errors="replace").splitlines()
+        pattern = re.compile(rf'^{re.escape(INSTANCE_ADDRESS)} .*POST / HTTP/[0-9.]+\S*" 500 ')
+        return sum(1 for line in lines if pattern.match(line))
 
     def imds_requests(self) -> list[dict[str, Any]]:
         log = self.logs / "imds.jsonl"

@@ -4,8 +4,10 @@ real, twice, the way EC2 boots the AMI.
 systemd is PID 1 of a Debian bookworm machine (systemd-nspawn); cloud-init runs the user data
 of the synthesized CDK template; Docker's daemon inside runs the real backend image and
 `ami/compose.yaml` with a CPU Triton image; models, settings, secret and heartbeat go to a
-moto_server, credentials and the instance id come from an IMDSv2 stand-in. The second boot
-follows a halt and a settings change. Step timings go to `.cvstack/rehearsal/report.md`.
+moto_server, credentials and the instance id come from an IMDSv2 stand-in. The first boot is a
+single-mode instance; the second, after a halt, a settings change and the fleet keys, a fleet
+instance whose fleet agent runs and drains it when IMDS says `Terminated` (fleet_mode.py).
+Step timings go to `.cvstack/rehearsal/report.md`.
 """
 
 from __future__ import annotations
@@ -26,6 +28,13 @@ from websockets.typing import Origin
 
 from backend.security.session_token import issue_token
 from infra_cdk.front_door import ORIGIN_SECRET_HEADER
+from tests.rehearsal.fleet_mode import (
+    AGENT_UNIT,
+    FleetRun,
+    check_agent_skipped,
+    check_fleet_instance,
+    fleet_settings,
+)
 from tests.rehearsal.harness import (
     INSTANCE_ADDRESS,
     STATE_DIR,
@@ -54,6 +63,7 @@ ORDER = [
     ("cvstack-model-sync.service", "cvstack-engines.service"),
     ("cvstack-engines.service", "cvstack-stack.service"),
     ("cvstack-backend-env.service", "cvstack-stack.service"),
+    ("cvstack-settings.service", AGENT_UNIT),
 ]
 # The rows of the report, in boot order.
 STEPS = [
@@ -71,6 +81,7 @@ STEPS = [
     "multi-user.target",
     "cloud-final.service",
     "cvstack-heartbeat.service",
+    AGENT_UNIT,
 ]
 NEW_ORIGIN = "https://second-boot.rehearsal.example"
 HEARTBEAT_AFTER_S = 60  # cvstack-heartbeat.timer: OnBootSec=1min
@@ -151,6 +162,7 @@ def test_the_image_boots_twice_with_changed_settings(rehearsal: Rehearsal) -> No
     first = rehearsal.boot("first")
     ready_first = wait_ready(first, BOOT_TIMEOUT_S)
     times_first = check_boot(first)
+    check_agent_skipped(first)
     context = instance_tls_context(rehearsal.root)
     refused = websocket_reply(context, NEW_ORIGIN, token)
     assert refused.get("code") == "origin_not_allowed", refused
@@ -178,14 +190,18 @@ def test_the_image_boots_twice_with_changed_settings(rehearsal: Rehearsal) -> No
     halt_first = first.halt()
 
     models_prefix = rehearsal.settings["CVSTACK_MODELS_S3_URI"].split("/", 3)[3]
-    # Second boot: a new allowed origin in the settings parameter; models already current.
+    # Second boot: a new allowed origin and the fleet keys in the settings parameter, and IMDS
+    # says the instance is in an Auto Scaling group, in service; models already current.
     rehearsal.put_settings(
-        {
-            **rehearsal.settings,
-            "CVSTACK_FRONTEND_ORIGINS": rehearsal.settings["CVSTACK_FRONTEND_ORIGINS"]
-            + f",{NEW_ORIGIN}",
-        }
+        fleet_settings(
+            {
+                **rehearsal.settings,
+                "CVSTACK_FRONTEND_ORIGINS": rehearsal.settings["CVSTACK_FRONTEND_ORIGINS"]
+                + f",{NEW_ORIGIN}",
+            }
+        )
     )
+    rehearsal.target_lifecycle_state("InService")
     # And IMDS without credentials for the first request, as early in a real boot: the first
     # AWS step fails once and retries inside itself, and nothing after it may fail for that
     # (systemd's Restart= would have failed every unit that requires it).
@@ -194,19 +210,24 @@ def test_the_image_boots_twice_with_changed_settings(rehearsal: Rehearsal) -> No
     ready_second = wait_ready(second, BOOT_TIMEOUT_S)
     times_second = check_boot(second)
     assert "retry: try 1 of 12 failed" in second.journal("cvstack-settings.service")
-    accepted = websocket_reply(instance_tls_context(rehearsal.root), NEW_ORIGIN, token)
+    context_second = instance_tls_context(rehearsal.root)
+    accepted = websocket_reply(context_second, NEW_ORIGIN, token)
     assert accepted.get("type") != "error", accepted
     assert NEW_ORIGIN in second.exec(["cat", "/run/cvstack/backend.env"])
     sync_second = second.journal("cvstack-model-sync.service")
     assert " 0 downloaded" in sync_second, sync_second
     fetched_second, _ = rehearsal.s3_downloads(log_mark)
     assert fetched_second == [f"{models_prefix}manifest.json"], fetched_second  # no GetObject
+    # Fleet mode: the agent joins, then Auto Scaling takes the instance out during a session.
+    fleet_token = issue_token(rehearsal.session_secret, now=time.time())
+    fleet = check_fleet_instance(rehearsal, second, context_second, NEW_ORIGIN, fleet_token)
 
     report = render_report(
         rehearsal,
         [("first boot", times_first, ready_first), ("second boot", times_second, ready_second)],
         heartbeat=heartbeat,
         halt_s=halt_first,
+        fleet=fleet,
     )
     (STATE_DIR / "report.md").write_text(report)
     print("\n" + report)
@@ -249,6 +270,7 @@ def render_report(
     *,
     heartbeat: float,
     halt_s: float,
+    fleet: FleetRun,
 ) -> str:
     """The markdown table for docs/benchmarks.md."""
 
@@ -282,6 +304,8 @@ def render_report(
             for line in (rehearsal.logs / "install-image.log").read_text().splitlines()
             if line.startswith("DEVIATION: ")
         ),
+        "",
+        fleet.summary(),
         "",
         "| setup step | s |",
         "|---|---|",
