@@ -11,6 +11,8 @@ from typing import Any
 import boto3
 
 from lambdas.shared.metrics import ACTIVE_SESSIONS, DIMENSION, NAMESPACE
+from lambdas.start_server.fleet import FleetStartConfig
+from lambdas.start_server.fleet_demand import DemandSettings
 from tests.lambdas.conftest import MOTO_IMAGE, REGION
 
 GROUP = "cvstack-gpu-fleet"
@@ -122,3 +124,25 @@ class SerialClient:
                 return attribute(*args, **kwargs)
 
         return call
+
+
+def start_config(budget_h: float = 4.0) -> FleetStartConfig:
+    """start_server's fleet settings as the stack gives them, over GROUP and DEMAND_TABLE."""
+    return FleetStartConfig(
+        group_name=GROUP,
+        endpoint_host="gpu.example.com",
+        daily_budget_gpu_hours=budget_h,
+        boot_estimate_s=120,
+        launch_estimate_s=330,
+        token_ttl_s=900,
+        demand=DemandSettings(table=DEMAND_TABLE, window_s=600, sessions_per_instance=4),
+    )
+
+
+def start_clients() -> tuple[Any, Any, Any]:
+    """Auto Scaling, CloudWatch and DynamoDB clients in the tests' region."""
+    return (
+        boto3.client("autoscaling", region_name=REGION),
+        boto3.client("cloudwatch", region_name=REGION),
+        boto3.client("dynamodb", region_name=REGION),
+    )

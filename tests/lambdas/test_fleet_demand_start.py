@@ -21,8 +21,8 @@ from lambdas.shared.api_response import ApiAnswer
 from lambdas.shared.demand import recent_starts, record_start
 from lambdas.shared.metrics import FLEET_DIMENSION, INSTANCES_RUNNING, NAMESPACE, WAITING_SESSIONS
 from lambdas.start_server import handler as start_handler
-from lambdas.start_server.fleet import FleetStartConfig, start_fleet
-from lambdas.start_server.fleet_demand import MAX_WRITES, DemandSettings
+from lambdas.start_server.fleet import start_fleet
+from lambdas.start_server.fleet_demand import MAX_WRITES
 from tests.lambdas.conftest import REGION, api_event
 from tests.lambdas.fleet_fixtures import (
     DEMAND_TABLE,
@@ -33,6 +33,8 @@ from tests.lambdas.fleet_fixtures import (
     make_fleet,
     member_ids,
     publish_sessions,
+    start_clients,
+    start_config,
 )
 
 if TYPE_CHECKING:
@@ -47,33 +49,13 @@ def demand_table(moto_aws: None) -> str:
     return make_demand_table()
 
 
-def config(budget_h: float = 4.0) -> FleetStartConfig:
-    return FleetStartConfig(
-        group_name=GROUP,
-        endpoint_host="gpu.example.com",
-        daily_budget_gpu_hours=budget_h,
-        boot_estimate_s=120,
-        launch_estimate_s=330,
-        token_ttl_s=900,
-        demand=DemandSettings(table=DEMAND_TABLE, window_s=600, sessions_per_instance=4),
-    )
-
-
-def clients() -> tuple[Any, Any, Any]:
-    return (
-        boto3.client("autoscaling", region_name=REGION),
-        boto3.client("cloudwatch", region_name=REGION),
-        boto3.client("dynamodb", region_name=REGION),
-    )
-
-
 def start(now: datetime | None = None, budget_h: float = 4.0, autoscaling: Any = None) -> ApiAnswer:
-    autoscaling_client, cloudwatch, dynamodb = clients()
+    autoscaling_client, cloudwatch, dynamodb = start_clients()
     return start_fleet(
         autoscaling or autoscaling_client,
         cloudwatch,
         dynamodb,
-        config(budget_h),
+        start_config(budget_h),
         secret=SECRET,
         now=now or datetime.now(UTC),
     )
@@ -81,13 +63,13 @@ def start(now: datetime | None = None, budget_h: float = 4.0, autoscaling: Any =
 
 def earlier_starts(count: int, at: datetime | None = None) -> None:
     """Visitors who called /start moments ago."""
-    dynamodb = clients()[2]
+    dynamodb = start_clients()[2]
     for _ in range(count):
         record_start(dynamodb, DEMAND_TABLE, at or datetime.now(UTC))
 
 
 def starts_in_window(now: datetime | None = None) -> int:
-    return recent_starts(clients()[2], DEMAND_TABLE, now or datetime.now(UTC), 600)
+    return recent_starts(start_clients()[2], DEMAND_TABLE, now or datetime.now(UTC), 600)
 
 
 def fleet_of(answer: ApiAnswer) -> dict[str, Any]:
@@ -165,7 +147,7 @@ def test_a_fleet_above_the_demand_is_never_lowered(moto_aws: None) -> None:
 
 def put_fleet_running_minutes(at: datetime, instance_minutes: int) -> None:
     """idle_stop's per-minute count of the group's running instances (3 at a time)."""
-    clients()[1].put_metric_data(
+    start_clients()[1].put_metric_data(
         Namespace=NAMESPACE,
         MetricData=[
             {
@@ -216,7 +198,7 @@ def test_a_burst_of_concurrent_starts_ends_at_what_it_needs(moto_aws: None) -> N
     """20 visitors call /start at once on a fleet at zero (max 6): 20 sessions need 5."""
     make_fleet(max_size=6)
     lock = threading.Lock()
-    autoscaling, cloudwatch, dynamodb = (SerialClient(client, lock) for client in clients())
+    autoscaling, cloudwatch, dynamodb = (SerialClient(client, lock) for client in start_clients())
     ready = threading.Barrier(BURST)
 
     def visitor() -> ApiAnswer:
@@ -225,7 +207,7 @@ def test_a_burst_of_concurrent_starts_ends_at_what_it_needs(moto_aws: None) -> N
             autoscaling,
             cast("CloudWatchClient", cloudwatch),
             dynamodb,
-            config(),
+            start_config(),
             secret=SECRET,
             now=datetime.now(UTC),
         )
@@ -246,7 +228,7 @@ def test_a_stale_lower_write_is_repaired_by_its_own_writer(moto_aws: None) -> No
     make_fleet(max_size=6)
     now = datetime.now(UTC)
     earlier_starts(15, now)
-    plain = clients()[0]
+    plain = start_clients()[0]
     written: list[int] = []
 
     def other_caller(operation: str, arguments: dict[str, Any]) -> None:
@@ -271,7 +253,7 @@ def test_a_call_stops_after_its_writes_when_the_group_keeps_going_down(
     """Something lowers the group after each write: the call gives up after MAX_WRITES."""
     make_fleet(max_size=6)
     earlier_starts(19)
-    plain = clients()[0]
+    plain = start_clients()[0]
     written: list[int] = []
 
     def lower_after_each_write(operation: str, arguments: dict[str, Any]) -> None:

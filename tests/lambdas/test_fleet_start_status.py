@@ -22,18 +22,18 @@ from lambdas.shared.metrics import (
     NAMESPACE,
     WAITING_SESSIONS,
 )
-from lambdas.start_server.fleet import FleetStartConfig, start_fleet
-from lambdas.start_server.fleet_demand import DemandSettings
+from lambdas.start_server.fleet import start_fleet
 from lambdas.status.fleet import fleet_status
 from tests.lambdas.conftest import REGION, ReadyServer
 from tests.lambdas.fleet_fixtures import (
-    DEMAND_TABLE,
     GROUP,
     desired_capacity,
     make_demand_table,
     make_fleet,
     member_ids,
     publish_sessions,
+    start_clients,
+    start_config,
 )
 
 SECRET = "s" * 48
@@ -45,28 +45,10 @@ def demand_table(moto_aws: None) -> str:
     return make_demand_table()
 
 
-def config(budget_h: float = 4.0) -> FleetStartConfig:
-    return FleetStartConfig(
-        group_name=GROUP,
-        endpoint_host="gpu.example.com",
-        daily_budget_gpu_hours=budget_h,
-        boot_estimate_s=120,
-        launch_estimate_s=330,
-        token_ttl_s=900,
-        demand=DemandSettings(table=DEMAND_TABLE, window_s=600, sessions_per_instance=4),
-    )
-
-
-def clients() -> tuple[Any, Any, Any]:
-    return (
-        boto3.client("autoscaling", region_name=REGION),
-        boto3.client("cloudwatch", region_name=REGION),
-        boto3.client("dynamodb", region_name=REGION),
-    )
-
-
 def start(now: datetime | None = None, budget_h: float = 4.0) -> Any:
-    return start_fleet(*clients(), config(budget_h), secret=SECRET, now=now or datetime.now(UTC))
+    return start_fleet(
+        *start_clients(), start_config(budget_h), secret=SECRET, now=now or datetime.now(UTC)
+    )
 
 
 def test_a_fleet_at_zero_is_scaled_to_one_and_a_valid_token_returned(moto_aws: None) -> None:
@@ -80,7 +62,7 @@ def test_a_fleet_at_zero_is_scaled_to_one_and_a_valid_token_returned(moto_aws: N
     assert (body["state"], body["estimated_wait_s"]) == ("pending", 330)
     assert body["fleet"]["desired"] == 1
     verify_token(str(body["token"]), SECRET, now=now.timestamp())
-    assert describe_fleet(clients()[0], GROUP).last_start_at == now
+    assert describe_fleet(start_clients()[0], GROUP).last_start_at == now
 
 
 def test_start_never_lowers_a_scaled_out_fleet(moto_aws: None) -> None:
@@ -108,7 +90,7 @@ def test_a_missing_group_is_a_clear_error(moto_aws: None) -> None:
 
 
 def put_fleet_running_minutes(at: datetime, instance_minutes: int) -> None:
-    clients()[1].put_metric_data(
+    start_clients()[1].put_metric_data(
         Namespace=NAMESPACE,
         MetricData=[
             {
@@ -204,7 +186,7 @@ def test_a_warm_pool_start_promises_the_boot_estimate(
     )
     stubber.add_response("describe_auto_scaling_groups", group_answer(1, ["Pending"]))
     answer = start_fleet(
-        autoscaling, *clients()[1:], config(), secret=SECRET, now=datetime.now(UTC)
+        autoscaling, *start_clients()[1:], start_config(), secret=SECRET, now=datetime.now(UTC)
     )
     assert (answer.body["state"], answer.body["estimated_wait_s"]) == ("pending", 120)
     fleet = answer.body["fleet"]
@@ -236,7 +218,9 @@ def test_auto_scaling_errors_are_clear_and_say_whether_to_retry(
         stubber.add_response("create_or_update_tags", {})
     stubber.add_client_error(operation, code, f"{code} from AWS")
     with pytest.raises(AwsCallError) as error:
-        start_fleet(autoscaling, *clients()[1:], config(), secret=SECRET, now=datetime.now(UTC))
+        start_fleet(
+            autoscaling, *start_clients()[1:], start_config(), secret=SECRET, now=datetime.now(UTC)
+        )
     assert (error.value.code, error.value.retry_after_s) == (expected, retry_after_s)
     assert error.value.message
 
@@ -252,14 +236,16 @@ def test_a_group_deleted_meanwhile_is_fleet_missing(
         "set_desired_capacity", "ValidationError", f"AutoScalingGroup name not found - {GROUP}"
     )
     with pytest.raises(AwsCallError) as error:
-        start_fleet(autoscaling, *clients()[1:], config(), secret=SECRET, now=datetime.now(UTC))
+        start_fleet(
+            autoscaling, *start_clients()[1:], start_config(), secret=SECRET, now=datetime.now(UTC)
+        )
     assert error.value.code == "fleet_missing"
 
 
 def status(ready_host: str = "127.0.0.1:9", autoscaling: Any = None) -> dict[str, object]:
     return fleet_status(
-        autoscaling or clients()[0],
-        clients()[1],
+        autoscaling or start_clients()[0],
+        start_clients()[1],
         GROUP,
         ready_host,
         sessions_per_instance=4,
@@ -367,6 +353,6 @@ def test_last_start_tag_is_written_on_the_group(moto_aws: None) -> None:
     make_fleet()
     now = datetime(2026, 12, 2, 9, 30, tzinfo=UTC)
     start(now)
-    found = clients()[0].describe_auto_scaling_groups(AutoScalingGroupNames=[GROUP])
+    found = start_clients()[0].describe_auto_scaling_groups(AutoScalingGroupNames=[GROUP])
     tags = {t["Key"]: t["Value"] for t in found["AutoScalingGroups"][0]["Tags"]}
     assert tags[LAST_START_TAG] == "2026-12-02T09:30:00+00:00"
