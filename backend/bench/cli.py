@@ -12,6 +12,7 @@ from backend.bench import (
     motion_bench,
     nms_bench,
     postprocess_bench,
+    tracking_bench,
     triton_bench,
     ws_bench,
 )
@@ -73,6 +74,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     nms = commands.add_parser("nms", help="class-aware NMS on 1 to 300 candidates")
     nms.add_argument("--repeats", type=positive_int, default=2000)
     nms.set_defaults(handler=_nms)
+
+    tracking = commands.add_parser(
+        "tracking", help="id switches of the baseline and current tracker at 2, 5, 15 results/s"
+    )
+    tracking.set_defaults(handler=_tracking)
 
     boot = commands.add_parser("boot", help="boot to ready: S3 model sync, Triton, backend")
     boot_bench.add_arguments(boot)
@@ -148,4 +154,9 @@ def _motion(args: argparse.Namespace) -> int:
 
 def _nms(args: argparse.Namespace) -> int:
     print(nms_bench.render_markdown(*nms_bench.run_nms_bench(args.repeats)), end="")
+    return 0
+
+
+def _tracking(args: argparse.Namespace) -> int:
+    print(tracking_bench.render_markdown(*tracking_bench.run_tracking_bench()), end="")
     return 0
