@@ -78,8 +78,8 @@ def _edge_score(t: float, rng: np.random.Generator) -> float:
 
 
 def _pillar(t: float) -> bool:
-    """The occluded walker is behind a pillar while its centre is in x 230-290."""
-    return 230 <= _ping_pong(100, 100, 430, 1.2, t) <= 290
+    """The occluded walker is behind a pillar while its centre is in x 260-290 (25 frames)."""
+    return 260 <= _ping_pong(100, 100, 430, 1.2, t) <= 290
 
 
 SCENE_OBJECTS = (

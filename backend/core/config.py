@@ -70,6 +70,14 @@ class Settings(BaseSettings):
     iou_threshold: float = Field(0.45, ge=0, le=1)
     max_detections: int = Field(100, ge=1, le=1000)
 
+    # Tracking (ByteTrack, backend/pipeline/tracker.py): confident detections match first,
+    # low-score ones only continue tracks, new tracks need new_track_thresh
+    track_high_thresh: float = Field(0.4, ge=0, le=1)
+    track_low_thresh: float = Field(0.1, ge=0, le=1)
+    new_track_thresh: float = Field(0.4, ge=0, le=1)
+    track_match_iou: float = Field(0.2, gt=0, le=1)
+    track_buffer: int = Field(30, ge=0, le=10_000)  # updates a lost track is kept
+
     # Motion and OCR
     motion_method: Literal["dis", "farneback"] = "dis"
     flow_step: int = Field(16, ge=4, le=128)
@@ -102,6 +110,16 @@ class Settings(BaseSettings):
         for name, instead in REMOVED_SETTINGS.items():
             if name in os.environ:
                 raise ValueError(f"{name} was removed: {instead}")
+        return self
+
+    @model_validator(mode="after")
+    def _track_thresholds_are_ordered(self) -> Settings:
+        if not self.track_low_thresh <= self.track_high_thresh <= self.new_track_thresh:
+            raise ValueError(
+                "tracker thresholds must satisfy CVSTACK_TRACK_LOW_THRESH "
+                f"({self.track_low_thresh}) <= CVSTACK_TRACK_HIGH_THRESH "
+                f"({self.track_high_thresh}) <= CVSTACK_NEW_TRACK_THRESH ({self.new_track_thresh})"
+            )
         return self
 
     @field_validator("allowed_origins")

@@ -8,6 +8,7 @@ from backend.core.config import Settings
 from backend.pipeline.cpu_share import fair_share
 from backend.pipeline.jpeg import FrameLimits
 from backend.pipeline.motion import FlowMethod
+from backend.pipeline.tracker import TrackerThresholds
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,7 @@ class PipelineConfig:
     conf_threshold: float  # detection and pose
     iou_threshold: float
     max_detections: int
+    tracker: TrackerThresholds
     cpu_share: float  # cores of decode + motion time per session
     motion_method: FlowMethod
     flow_step: int  # frame pixels between motion grid points
@@ -30,6 +32,13 @@ class PipelineConfig:
             conf_threshold=settings.conf_threshold,
             iou_threshold=settings.iou_threshold,
             max_detections=settings.max_detections,
+            tracker=TrackerThresholds(
+                high_thresh=settings.track_high_thresh,
+                low_thresh=settings.track_low_thresh,
+                new_track_thresh=settings.new_track_thresh,
+                match_iou=settings.track_match_iou,
+                track_buffer=settings.track_buffer,
+            ),
             cpu_share=settings.session_cpu_share or fair_share(settings.max_sessions),
             motion_method=settings.motion_method,
             flow_step=settings.flow_step,

@@ -80,7 +80,7 @@ class SessionPipeline:
         config = parts.config
         self.parts = parts
         self.params = params
-        self.tracker = ByteTracker()
+        self.tracker = ByteTracker(config.tracker)
         self.cpu_share = CpuShare(config.cpu_share)
         self.motion = (
             MotionEstimator(config.motion_method, step=config.flow_step)
