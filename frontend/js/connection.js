@@ -13,6 +13,36 @@ const FRAME_ERRORS = new Set(FRAME_ERROR_LIST);
  */
 const RETRYABLE_FATAL = new Set([ErrorCode.SERVER_BUSY, ErrorCode.TOKEN_EXPIRED, ErrorCode.DRAINING]);
 
+/** WebSocket close codes in words (RFC 6455 section 7.4.1, and the IANA registry). */
+const CLOSE_CODE_WORDS = {
+  1000: "closed normally",
+  1001: "the server is going away",
+  1002: "protocol error",
+  1003: "unsupported data",
+  1005: "closed without a reason",
+  1006: "connection lost",
+  1007: "invalid data",
+  1008: "refused by policy",
+  1009: "message too big",
+  1010: "a required extension is missing",
+  1011: "server error",
+  1012: "the server is restarting",
+  1013: "the server is busy, try again later",
+  1014: "bad gateway",
+  1015: "TLS handshake failed",
+};
+
+/**
+ * A close code in words, for the user.
+ * @param {number} code  `CloseEvent.code`
+ * @returns {string}
+ */
+export function closeCodeText(code) {
+  if (code in CLOSE_CODE_WORDS) return CLOSE_CODE_WORDS[code];
+  if (code >= 4000 && code <= 4999) return `closed by the application (code ${code})`;
+  return `closed (code ${code})`;
+}
+
 function queueText({ position, active_sessions: active, waiting_sessions: waiting }) {
   const place = position === undefined ? "" : `position ${position} in the queue, `;
   return `${place}${active} active, ${waiting} waiting`;
@@ -42,6 +72,8 @@ export function initParams(stages) {
  * @property {(text: string) => void} summary  one `llm_summary`
  * @property {(count: number) => void} lost  frames sent that will never get a result
  * @property {() => void} connectFailed  an attempt closed before it opened
+ * @property {() => void} reconnected  a connection opened again after one was lost (attempts
+ *   that fail are not reconnections)
  */
 
 export class InferenceConnection {
@@ -58,6 +90,7 @@ export class InferenceConnection {
   #attempt = 0;
   #timer = null;
   #inFlight = null;
+  #wasConnected = false;
 
   /**
    * @param {object} options
@@ -79,6 +112,7 @@ export class InferenceConnection {
   /** Connect, and keep reconnecting until `close()`. */
   open() {
     this.#closed = false;
+    this.#wasConnected = false;
     this.#abort = new AbortController();
     this.#connect();
   }
@@ -152,6 +186,8 @@ export class InferenceConnection {
     let opened = false;
     socket.onopen = () => {
       opened = true;
+      if (this.#wasConnected) this.#on.reconnected();
+      this.#wasConnected = true;
       this.#send({ type: "init", params: this.#params });
       this.#send({ type: "start" });
     };
@@ -176,7 +212,7 @@ export class InferenceConnection {
     const delay = Math.min(this.#backoff.maxMs, this.#backoff.minMs * 2 ** this.#attempt);
     const jittered = Math.round(delay * (0.8 + 0.4 * Math.random()));
     this.#attempt += 1;
-    this.#on.state("reconnecting", `connection closed (${closeCode}); retrying in ${(jittered / 1000).toFixed(1)} s`);
+    this.#on.state("reconnecting", `${closeCodeText(closeCode)}; retrying in ${(jittered / 1000).toFixed(1)} s`);
     this.#timer = setTimeout(() => this.#connect(), jittered);
   }
 

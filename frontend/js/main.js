@@ -52,6 +52,8 @@ let session = null;
 let encoding = false;
 let ocrOnShow = null;
 let stageErrors = "";
+/** The connection's own state and detail, shown again once results are free of errors. */
+let connectionState = { state: "idle", detail: "" };
 let statsShownAt = 0;
 
 function setState(state, detail = "") {
@@ -110,14 +112,27 @@ async function sendFrame() {
 
 function onResult(data, { rttMs, meta }) {
   const now = performance.now();
-  stats.resultArrived(now, rttMs, data.dropped_frames);
+  const errors = Object.entries(data.errors ?? {}).map(([stage, text]) => `${stage}: ${text}`).join("; ");
+  stats.resultArrived(now, rttMs, data.dropped_frames, errors !== "");
   hook.lastResult = data;
   motion.update(data.yolo, meta?.capturedAt ?? now);
   if (data.ocr?.length) ocrOnShow = { items: data.ocr, until: now + OCR_SHOW_MS };
-  const errors = Object.entries(data.errors ?? {}).map(([stage, text]) => `${stage}: ${text}`).join("; ");
   if (errors && errors !== stageErrors) ui.showError(errors);
   stageErrors = errors;
+  showDegraded();
   sendFrame();
+}
+
+/**
+ * Amber "degraded" while a running session's results carry stage errors; back to the
+ * connection's own state once they are clean.
+ */
+function showDegraded() {
+  if (connectionState.state !== "running") return;
+  if (stageErrors) setState("degraded", `stage errors: ${stageErrors}`);
+  else if (hook.state === "degraded") {
+    setState(connectionState.state, connectionState.detail);
+  }
 }
 
 /** The WebSocket URL: local mode's, or after a cold start the session's with its token. */
@@ -159,12 +174,12 @@ function start() {
     resultTimeoutMs: config.resultTimeoutMs,
     on: {
       state: (state, detail) => {
+        connectionState = { state, detail };
+        if (state !== "running") stageErrors = "";
         setState(state, detail);
+        showDegraded();
         if (["waiting", "running", "finished"].includes(state)) ui.showQueue(`${state}, ${detail}`);
-        if (state === "reconnecting") {
-          stats.reconnects += 1;
-          clearOverlays();
-        }
+        if (state === "reconnecting") clearOverlays();
         if (state === "failed") {
           ui.showError(detail);
           connection = null;
@@ -186,6 +201,9 @@ function start() {
       },
       connectFailed: () => {
         session = null;
+      },
+      reconnected: () => {
+        stats.reconnects += 1;
       },
     },
   });

@@ -41,6 +41,7 @@ export class Stats {
     this.lostFrames = 0;
     this.serverDroppedFrames = 0;
     this.reconnects = 0;
+    this.errorResults = 0;
   }
 
   /** @param {number} now */
@@ -53,12 +54,18 @@ export class Stats {
    * @param {number} now
    * @param {number} rttMs  frame sent -> its result
    * @param {number} serverDropped  the result's `dropped_frames`
+   * @param {boolean} [hasErrors]  the result carries stage errors: it is counted apart and
+   *   does not feed the inference rate or the latency (a failing stage answers fast and empty)
    */
-  resultArrived(now, rttMs, serverDropped) {
+  resultArrived(now, rttMs, serverDropped, hasErrors = false) {
     this.results += 1;
+    this.serverDroppedFrames = serverDropped;
+    if (hasErrors) {
+      this.errorResults += 1;
+      return;
+    }
     this.inference.tick(now);
     if (Number.isFinite(rttMs)) this.latencyMs = Number.isFinite(this.latencyMs) ? 0.8 * this.latencyMs + 0.2 * rttMs : rttMs;
-    this.serverDroppedFrames = serverDropped;
   }
 
   /**
@@ -74,6 +81,7 @@ export class Stats {
       framesRendered: this.framesRendered,
       framesSent: this.framesSent,
       results: this.results,
+      errorResults: this.errorResults,
       droppedFrames: this.lostFrames + this.serverDroppedFrames,
       lostFrames: this.lostFrames,
       serverDroppedFrames: this.serverDroppedFrames,
