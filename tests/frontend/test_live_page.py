@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import cv2
-from playwright.sync_api import Page
+from playwright.sync_api import Page, WebSocketRoute
 from websockets.sync.client import connect
 
 from backend.triton_server.local_server import LocalTritonServer
@@ -153,6 +154,8 @@ def test_the_page_survives_a_backend_restart(
         wait_for_results(page, 3)
         servers.pop().stop()
         page.wait_for_function("() => window.cvstack.state === 'reconnecting'")
+        status = page.text_content("#status") or ""
+        assert not re.search(r"\b1\d{3}\b", status), f"a raw close code is shown: {status}"
         down = snapshot(page)
         page.wait_for_timeout(1500)
         still_down = snapshot(page)
@@ -161,10 +164,13 @@ def test_the_page_survives_a_backend_restart(
         rendered = still_down["framesRendered"] - down["framesRendered"]
         assert rendered / seconds >= 20, "the video keeps rendering while the backend is away"
 
+        page.wait_for_timeout(3000)  # several attempts fail meanwhile: they are no reconnects
+        assert snapshot(page)["reconnects"] == 0
         servers.append(BackendServer(settings).start())
         page.wait_for_function("() => window.cvstack.state === 'running'")
         wait_for_results(page, 3)
-        assert snapshot(page)["reconnects"] >= 1
+        assert snapshot(page)["reconnects"] == 1
+        assert page.text_content("[data-stat=reconnects]") == "1"
     finally:
         for server in servers:
             server.stop()
@@ -206,3 +212,44 @@ def test_the_page_reconnects_when_a_draining_server_sends_its_waiting_session_aw
         assert snapshot(page)["reconnects"] >= 1
     finally:
         server.stop()
+
+
+def test_results_with_stage_errors_turn_the_status_amber_and_are_not_inference(
+    live_backend: BackendServer, page: Page
+) -> None:
+    """The real backend's results, with a Triton failure written into their `errors` (as a
+    dead Triton makes them) while `failing` is set: the status says so and inference fps
+    falls to 0 instead of counting the fast error answers."""
+    failing = {"on": False}
+
+    def route(socket: WebSocketRoute) -> None:
+        server = socket.connect_to_server()
+
+        def from_server(message: str | bytes) -> None:
+            if isinstance(message, str) and failing["on"]:
+                parsed = json.loads(message)
+                if parsed.get("type") == "inference":
+                    parsed["data"]["errors"] = {"yolo": "triton_unavailable: connection refused"}
+                    message = json.dumps(parsed)
+            socket.send(message)
+
+        server.on_message(from_server)
+
+    page.route_web_socket(re.compile(r".*/ws/inference.*"), route)
+    page.goto(f"{live_backend.url}/")
+    wait_for_results(page, 3)
+    assert page.get_attribute("#status", "data-state") == "running"
+
+    failing["on"] = True
+    page.wait_for_function("() => window.cvstack.state === 'degraded'")
+    assert page.get_attribute("#status", "data-state") == "degraded"
+    assert "triton_unavailable" in (page.text_content("#status") or "")
+    page.wait_for_function("() => window.cvstack.snapshot().errorResults >= 3")
+    page.wait_for_timeout(3500)  # the inference meter's window
+    failing_snapshot = snapshot(page)
+    assert failing_snapshot["inferenceFps"] == 0, "error results are no inference"
+    assert page.text_content("[data-stat=inferenceFps]") == "0.0"
+
+    failing["on"] = False
+    page.wait_for_function("() => window.cvstack.state === 'running'")
+    page.wait_for_function("() => window.cvstack.snapshot().inferenceFps > 0")
