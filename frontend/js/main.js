@@ -42,6 +42,12 @@ const hook = {
   summaries: [],
   lastResult: null,
   lastDrawn: null,
+  /** Measurement (the overlay benchmark): when `probe` is a function it is called with the
+   * canvas context after the picture is drawn and before the overlays; when `rendered` is an
+   * array, every rendered frame appends `{probe, boxes, held}`: what `probe` returned, the boxes
+   * drawn and the last result's boxes unmoved, both in canvas pixels `{box, trackId, label}`. */
+  probe: null,
+  rendered: null,
   snapshot: () => stats.snapshot(performance.now()),
 };
 window.cvstack = hook;
@@ -81,18 +87,39 @@ function render(now) {
   requestAnimationFrame(render);
   if (!source?.width) return;
   context.drawImage(source.element, 0, 0, canvas.width, canvas.height);
+  const probed = typeof hook.probe === "function" ? hook.probe(context) : null;
   const result = hook.lastResult;
+  let drawn = [];
   if (result) {
     const { frames, boxes } = motion.boxesAt(now);
     const ocr = ocrOnShow && now < ocrOnShow.until ? ocrOnShow.items : null;
-    hook.lastDrawn = { result, frames, boxes: drawOverlay(context, { result, boxes, ocr }) };
+    drawn = drawOverlay(context, { result, boxes, ocr });
+    hook.lastDrawn = { result, frames, boxes: drawn };
   }
+  if (Array.isArray(hook.rendered)) hook.rendered.push({ probe: probed, boxes: drawn.map(measured), held: heldBoxes(result) });
   stats.rendered(now);
   if (now - statsShownAt > STATS_REFRESH_MS) {
     statsShownAt = now;
     ui.showStats(stats.snapshot(now));
   }
   sendFrame();
+}
+
+/** A drawn box as the measurement hook reports it. */
+function measured({ box, trackId, label }) {
+  return { box, trackId, label };
+}
+
+/** The result's own boxes, unmoved, in canvas pixels (the baseline the live mode must beat). */
+function heldBoxes(result) {
+  if (!result?.yolo) return [];
+  const sx = canvas.width / result.width;
+  const sy = canvas.height / result.height;
+  return result.yolo.boxes.map((box, i) => ({
+    box: [box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy],
+    trackId: result.yolo.track_ids[i],
+    label: result.yolo.labels[i],
+  }));
 }
 
 /** Capture and send the current picture if the connection has a free slot. */

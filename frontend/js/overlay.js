@@ -33,7 +33,8 @@ function classColor(classId) {
  * @param {object} scene.result  the last `inference` data (width, height, yolo, pose, flow)
  * @param {number[][]} scene.boxes  the detection boxes to draw, in frame pixels (extrapolated)
  * @param {Array<{box: number[], text: string}> | null} scene.ocr  OCR text still on show
- * @returns {Array<{box: number[], color: number[], label: string}>} the boxes drawn, in canvas pixels
+ * @returns {Array<{box: number[], color: number[], text: string, trackId: number, label: string}>}
+ *   the boxes drawn, in canvas pixels: the label's text, the track id (-1: none), the class label
  */
 export function drawOverlay(context, { result, boxes, ocr }) {
   const sx = context.canvas.width / result.width;
@@ -55,15 +56,17 @@ function drawBoxes(context, yolo, boxes, sx, sy) {
   const drawn = boxes.map((box, i) => {
     const [x1, y1, x2, y2] = [box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy].map(Math.round);
     const color = classColor(yolo.classes[i]);
-    const id = yolo.track_ids[i] >= 0 ? ` #${yolo.track_ids[i]}` : "";
-    return { box: [x1, y1, x2, y2], color, label: `${yolo.labels[i]} ${yolo.scores[i].toFixed(2)}${id}` };
+    const trackId = yolo.track_ids[i];
+    const id = trackId >= 0 ? ` #${trackId}` : "";
+    const text = `${yolo.labels[i]} ${yolo.scores[i].toFixed(2)}${id}`;
+    return { box: [x1, y1, x2, y2], color, text, trackId, label: yolo.labels[i] };
   });
   for (const { box, color } of drawn) {
     context.strokeStyle = `rgb(${color})`;
     context.strokeRect(box[0], box[1], box[2] - box[0], box[3] - box[1]);
   }
-  for (const { box, color, label } of drawn) {
-    drawLabel(context, label, box[0], box[1], color);
+  for (const { box, color, text } of drawn) {
+    drawLabel(context, text, box[0], box[1], color);
   }
   return drawn;
 }
