@@ -108,7 +108,33 @@ class ErrorMessage(TypedDict):
     fatal: bool  # true: the server closes the connection after this message
 
 
-ServerMessage = QueueStatus | Inference | LlmSummary | Ping | ErrorMessage
+class ModelSourceInfo(TypedDict):
+    kind: str  # official, pretrained, user or random (the manifest's source kinds)
+    detail: str  # which weights, for people (server file paths replaced)
+    meaningful: bool  # false: random weights, whose boxes and keypoints mean nothing
+
+
+class ServedModel(TypedDict):
+    name: str  # the model's name in Triton and the manifest
+    source: ModelSourceInfo
+    classes: int  # how many classes it tells apart
+    class_names: list[str]
+
+
+class ModelsInfo(TypedDict):
+    detection: ServedModel
+    pose: ServedModel
+    warning: str | None  # set when a model has random weights: what that means and the fix
+
+
+class Models(TypedDict):
+    """Sent once per connection, right after the first `queue_status`."""
+
+    type: Literal["models"]
+    data: ModelsInfo
+
+
+ServerMessage = QueueStatus | Models | Inference | LlmSummary | Ping | ErrorMessage
 
 
 def inference_message(

@@ -87,6 +87,7 @@ class InferenceSession:
         try:
             gate = self.runtime.gate
             await self.send(queue_status("waiting", gate.active, gate.waiting, session_id=self.id))
+            await self.send({"type": "models", "data": self.runtime.models})
             await self._receive_forever()
         except _ClientGoneError:
             pass

@@ -19,9 +19,11 @@ from backend.observability.metrics import BackendMetrics
 from backend.ocr.service import OcrService
 from backend.pipeline.config import PipelineConfig
 from backend.pipeline.multimodal import PipelineParts
+from backend.protocol.server_messages import ModelsInfo
 from backend.security.live_tokens import LiveTokens
 from backend.session.admission import AdmissionGate
 from backend.session.drain import DrainSignal
+from backend.session.model_sources import describe_models
 from backend.summaries.backlog import remove_orphans
 from backend.summaries.chat_model import build_chat_model
 from backend.triton_server.metrics import ModelCounters, read_model_counters
@@ -49,6 +51,7 @@ class Runtime:
 
     settings: Settings
     manifest: Manifest
+    models: ModelsInfo  # what the detection and pose models are, for `/ready` and the page
     triton: TritonModels
     cpu_pool: ThreadPoolExecutor
     decode_pool: ThreadPoolExecutor  # one worker per session slot: no session waits for a decoder
@@ -92,6 +95,7 @@ class Runtime:
         runtime = cls(
             settings=settings,
             manifest=manifest,
+            models=describe_models(manifest, settings.detector_model, settings.pose_model),
             triton=triton,
             cpu_pool=cpu_pool,
             decode_pool=decode_pool,

@@ -1,4 +1,5 @@
-"""`/health` (the process is alive) and `/ready` (Triton and the models answer, not draining)."""
+"""`/health` (the process is alive) and `/ready` (Triton and the models answer, not draining;
+what the models are)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from fastapi.responses import JSONResponse
 from typing_extensions import TypedDict
 
 from backend.api.deps import RuntimeDep
-from backend.protocol.server_messages import without_paths
+from backend.protocol.server_messages import ModelsInfo, without_paths
 
 router = APIRouter(tags=["health"])
 
@@ -21,6 +22,7 @@ class Readiness(TypedDict):
     ocr: str
     active_sessions: int
     waiting_sessions: int
+    models: ModelsInfo  # the detection and pose models' sources and classes
 
 
 @router.get("/health")
@@ -40,5 +42,6 @@ async def ready(runtime: RuntimeDep) -> JSONResponse:
         ocr=without_paths(ocr_problem) if ocr_problem else "ready",
         active_sessions=runtime.gate.active,
         waiting_sessions=runtime.gate.waiting,
+        models=runtime.models,
     )
     return JSONResponse(body, status_code=200 if working and not draining else 503)
