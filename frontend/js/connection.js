@@ -70,6 +70,7 @@ export function initParams(stages) {
  * @property {(data: object, frame: {rttMs: number, meta: any}) => void} result  one `inference`
  * @property {(message: {code: string, message: string, fatal: boolean}) => void} error
  * @property {(text: string) => void} summary  one `llm_summary`
+ * @property {(data: object) => void} models  the `models` message: what the served models are
  * @property {(count: number) => void} lost  frames sent that will never get a result
  * @property {() => void} connectFailed  an attempt closed before it opened
  * @property {() => void} reconnected  a connection opened again after one was lost (attempts
@@ -244,6 +245,9 @@ export class InferenceConnection {
         break;
       case "llm_summary":
         this.#on.summary(message.data);
+        break;
+      case "models":
+        this.#on.models(message.data);
         break;
       case "ping":
         this.#send({ type: "pong" });

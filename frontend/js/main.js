@@ -9,6 +9,7 @@ import { coldStart } from "./coldstart.js";
 import { loadConfig, localEndpoint, sessionEndpoint } from "./config.js";
 import { InferenceConnection, initParams } from "./connection.js";
 import { ErrorCode } from "./error_codes.js";
+import { showModels } from "./models_info.js";
 import { drawOverlay } from "./overlay.js";
 import { openCamera, openFile } from "./source.js";
 import { Stats } from "./stats.js";
@@ -41,6 +42,7 @@ const hook = {
   errors: [],
   summaries: [],
   lastResult: null,
+  models: null,
   lastDrawn: null,
   /** Measurement (the overlay benchmark): when `probe` is a function it is called with the
    * canvas context after the picture is drawn and before the overlays; when `rendered` is an
@@ -222,6 +224,10 @@ function start() {
       summary: (text) => {
         hook.summaries.push(text);
         ui.showSummary(text);
+      },
+      models: (models) => {
+        hook.models = models;
+        showModels(document, models);
       },
       lost: (count) => {
         stats.lostFrames += count;
