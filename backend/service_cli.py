@@ -1,4 +1,5 @@
-"""`cvstack serve` (the backend alone) and `cvstack demo` (local Triton + backend)."""
+"""`cvstack serve` (the backend alone) and `cvstack demo` (local Triton, watched and restarted
+when it exits, + the backend)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from backend.session.drain import DrainFileError, check_drain_file
 from backend.triton_server.install import TritonLaunchError
 from backend.triton_server.local_server import LocalTritonServer, ServerAddress
 from backend.triton_server.repository import render_repository
+from backend.triton_server.watchdog import TritonWatchdog
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -53,7 +55,7 @@ def _serve(args: argparse.Namespace) -> int:
         return fail(f"invalid settings: {_first_problem(exc)}")
     except (ManifestError, DrainFileError) as exc:
         return fail(str(exc))
-    _run_uvicorn(settings)
+    _run_uvicorn(_uvicorn_server(settings))
     return 0
 
 
@@ -81,6 +83,8 @@ def _demo(args: argparse.Namespace) -> int:
         return fail(str(exc))
     except KeyboardInterrupt:
         return 130
+    server = _uvicorn_server(settings)
+    watchdog = TritonWatchdog(triton, on_give_up=lambda _: setattr(server, "should_exit", True))
     try:
         print(
             f"Triton ready in {seconds:.1f} s ({', '.join(names)}) at {address.grpc_url}\n"
@@ -89,18 +93,26 @@ def _demo(args: argparse.Namespace) -> int:
             "Press Ctrl-C to stop both.",
             flush=True,
         )
-        _run_uvicorn(settings)
+        watchdog.start()
+        _run_uvicorn(server)
     finally:
+        watchdog.stop()
         triton.stop()
         print("Triton stopped.", flush=True)
+    if watchdog.failure is not None:
+        print(f"error: {watchdog.failure}", file=sys.stderr, flush=True)
+        return 1
     return 0
 
 
-def _run_uvicorn(settings: Settings) -> None:
+def _uvicorn_server(settings: Settings) -> uvicorn.Server:
     problem = raise_fd_limit(settings.max_connections)
     if problem is not None:
         print(f"warning: {problem}", file=sys.stderr, flush=True)
-    server = uvicorn.Server(uvicorn_config(create_app(settings), settings))
+    return uvicorn.Server(uvicorn_config(create_app(settings), settings))
+
+
+def _run_uvicorn(server: uvicorn.Server) -> None:
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the SIGINT it handled
         server.run()
     if not server.started:

@@ -86,6 +86,10 @@ class LocalTritonServer:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
+    def exit_code(self) -> int | None:
+        """The exit status once a started server has exited by itself (negative: its signal)."""
+        return self._process.poll() if self._process else None
+
     def start(self, timeout_s: float = 60.0) -> float:
         """Start and wait until every model is ready; returns seconds to ready."""
         self._preflight()
