@@ -57,10 +57,11 @@ const hook = {
   displayDelayMs: 0,
   /** Measurement (the overlay benchmark): when `probe` is a function it is called with the
    * canvas context after the picture is drawn and before the overlays; when `rendered` is an
-   * array, every rendered frame appends `{probe, boxes, held, pictureAt, resultAt}`: what
-   * `probe` returned, the boxes drawn, and the boxes unmoved of the newest result whose frame is
-   * at or before the picture shown, both in canvas pixels `{box, trackId, label}`; the capture
-   * times (performance.now()) of the picture shown and of that result's frame (null: none). */
+   * array, every rendered frame appends `{probe, boxes, held, pictureAt, resultAt,
+   * resultFrameIdx}`: what `probe` returned, the boxes drawn, and the boxes unmoved of the newest
+   * result whose frame is at or before the picture shown, both in canvas pixels `{box, trackId,
+   * label}`; the capture times (performance.now()) of the picture shown and of that result's
+   * frame, and that result's `frame_idx` (null: no such result). */
   probe: null,
   rendered: null,
   setDisplayMode,
@@ -136,6 +137,7 @@ function render(now) {
       held: heldBoxes(scene?.held),
       pictureAt: picture.capturedAt,
       resultAt: scene?.heldAt ?? null,
+      resultFrameIdx: scene?.held.frame_idx ?? null,
     });
   }
   stats.rendered(now);

@@ -4,6 +4,7 @@ damped and capped extrapolation."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import subprocess
@@ -118,8 +119,11 @@ def test_nothing_is_extrapolated_past_the_newest_result() -> None:
         timeline.add(1000, older);
         timeline.add(1200, newest);
         const later = timeline.sceneAt(1500);
-        print({ boxes: later.result.yolo.boxes, same: later.result === newest && later.held === newest,
-                nextAt: later.nextAt });
+        print({
+          boxes: later.result.yolo.boxes,
+          same: later.result === newest && later.held === newest,
+          nextAt: later.nextAt,
+        });
         """
     )
     assert scenes == {"boxes": [[40, 10, 50, 50]], "same": True, "nextAt": None}
@@ -132,10 +136,16 @@ def test_keypoints_are_interpolated_for_the_same_person_only() -> None:
         const shaky = points(50);
         shaky[3][2] = 0.1; // not sure in the later result: its point stays
         const timeline = new ResultTimeline();
-        timeline.add(0, result([], [[[0, 0, 40, 200], points(10)], [[200, 0, 240, 200], points(210)]]));
-        timeline.add(100, result([], [[[300, 0, 340, 200], points(300)], [[10, 0, 50, 200], shaky]]));
+        timeline.add(0, result([], [
+          [[0, 0, 40, 200], points(10)], [[200, 0, 240, 200], points(210)],
+        ]));
+        timeline.add(100, result([], [
+          [[300, 0, 340, 200], points(300)], [[10, 0, 50, 200], shaky],
+        ]));
         const pose = timeline.sceneAt(50).result.pose;
-        print({ boxes: pose.boxes, first: pose.keypoints[0].slice(0, 4), second: pose.keypoints[1][0] });
+        print({
+          boxes: pose.boxes, first: pose.keypoints[0].slice(0, 4), second: pose.keypoints[1][0],
+        });
         """
     )
     assert poses["boxes"][0] == [5, 0, 45, 200], "matched to the overlapping person"
@@ -186,7 +196,9 @@ def test_the_display_delay_covers_round_trip_plus_interval_and_follows_a_step_gr
           out.target.push(delay.targetMs);
           captured = arrived + 100;
         }
-        print({ ...out, grow: DELAY_GROW_RATE, shrink: DELAY_SHRINK_RATE, margin: DELAY_MARGIN_MS });
+        print({
+          ...out, grow: DELAY_GROW_RATE, shrink: DELAY_SHRINK_RATE, margin: DELAY_MARGIN_MS,
+        });
         """
     )
     targets, shown, margin = trace["target"], trace["shown"], trace["margin"]
@@ -196,7 +208,7 @@ def test_the_display_delay_covers_round_trip_plus_interval_and_follows_a_step_gr
     assert all(t >= 1000 for t in targets[42:]), "the new need is covered within a few results"
     assert targets[-1] <= 1000 + margin + 5, "and the cover shrinks back to the need"
     assert abs(shown[-1][1] - targets[-1]) < 1, "the delay shown reaches the target"
-    for (t0, d0), (t1, d1) in zip(shown, shown[1:], strict=False):
+    for (t0, d0), (t1, d1) in itertools.pairwise(shown):
         assert -trace["shrink"] * (t1 - t0) - 1e-9 <= d1 - d0 <= trace["grow"] * (t1 - t0) + 1e-9
         assert t1 - d1 >= t0 - d0, "the display clock never runs backwards"
 
@@ -206,10 +218,13 @@ def test_live_mode_is_off_below_its_rate_damped_and_capped_above() -> None:
         """
         const moving = (rate, vx) => {
           const motion = new BoxMotion(1.5);
-          const yolo = { ...result([[0, 1]]).yolo, boxes: [[100, 10, 200, 110]], velocities: [[vx, 0]] };
+          const yolo = {
+            ...result([[0, 1]]).yolo, boxes: [[100, 10, 200, 110]], velocities: [[vx, 0]],
+          };
           for (let k = 0; k < 10; k++) motion.update(yolo, k * 1000 / rate);
           const last = 9 * 1000 / rate;
-          return { rate: motion.rate, moved: [30, 100, 1000].map((ms) => motion.boxesAt(last + ms).boxes[0][0] - 100) };
+          const movedAt = (ms) => motion.boxesAt(last + ms).boxes[0][0] - 100;
+          return { rate: motion.rate, moved: [30, 100, 1000].map(movedAt) };
         };
         print({ slow: moving(MIN_RESULT_RATE - 1, 10), fast: moving(15, 10), far: moving(15, 100),
                 cap: MAX_SHIFT });
@@ -229,7 +244,8 @@ def test_live_mode_is_never_worse_than_unmoved_boxes_on_turning_motion() -> None
     boxes against the last result unmoved, per rendered frame at 60 fps."""
     errors = run_module(
         """
-        const truth = (t) => 150 * Math.sin(2 * Math.PI * t / 1700) + 60 * Math.sin(2 * Math.PI * t / 900 + 1);
+        const truth = (t) =>
+          150 * Math.sin(2 * Math.PI * t / 1700) + 60 * Math.sin(2 * Math.PI * t / 900 + 1);
         const median = (a) => a.sort((p, q) => p - q)[a.length >> 1];
         const errorsAt = (rate) => {
           const interval = 1000 / rate;
@@ -247,7 +263,8 @@ def test_live_mode_is_never_worse_than_unmoved_boxes_on_turning_motion() -> None
             while (results[k + 1].arrived <= now) {
               k += 1;
               const { x, v, c } = results[k];
-              motion.update({ ...result([[x, 1]]).yolo, boxes: [[x, 0, x + 400, 400]], velocities: [[v, 0]] }, c);
+              const yolo = result([[x, 1]]).yolo;
+              motion.update({ ...yolo, boxes: [[x, 0, x + 400, 400]], velocities: [[v, 0]] }, c);
             }
             held.push(Math.abs(truth(now) - results[k].x));
             live.push(Math.abs(truth(now) - motion.boxesAt(now).boxes[0][0]));
@@ -267,7 +284,8 @@ def test_an_unknown_display_mode_is_a_clear_configuration_error() -> None:
         """
         const load = (text) => loadConfig(`data:application/json,${encodeURIComponent(text)}`)
           .then((config) => config.displayMode, (error) => `error: ${error.message}`);
-        print(await Promise.all(['{}', '{"displayMode": "live"}', '{"displayMode": "fast"}'].map(load)));
+        const files = ['{}', '{"displayMode": "live"}', '{"displayMode": "fast"}'];
+        print(await Promise.all(files.map(load)));
         """
     )
     assert outcome[:2] == ["sync", "live"]
