@@ -33,11 +33,32 @@ const DEFAULTS = Object.freeze({
   /** Cold start: how often to poll GET /status, and when to give up. */
   statusPollMs: 2000,
   coldStartTimeoutS: 900,
-  /** Boxes are extrapolated at most this many processed frames ahead of their result. */
-  maxExtrapolationFrames: 3,
+  /** How overlays meet the video: "sync" shows the video delayed by the measured round trip
+   * and draws on each picture the result of that very picture (interpolated between results);
+   * "live" shows the video at once with the last result's boxes moved on (docs/frontend.md). */
+  displayMode: "sync",
+  /** Live mode: boxes are moved on at most this many result updates (processed frames) ahead. */
+  maxExtrapolationFrames: 1.5,
   /** Which stages run at first; the toggles on the page change them. */
   stages: { detection: true, pose: true, ocr: false, motion: true, llm: false },
 });
+
+/** The values `displayMode` takes. */
+export const DISPLAY_MODES = Object.freeze(["sync", "live"]);
+
+/**
+ * Check a display mode (from `config.json` or the page's control).
+ * @param {unknown} mode
+ * @param {string} [where]  named in the error
+ * @returns {"sync" | "live"}
+ * @throws {Error} naming the allowed values
+ */
+export function checkDisplayMode(mode, where = "displayMode") {
+  if (!DISPLAY_MODES.includes(mode)) {
+    throw new Error(`${where} must be ${DISPLAY_MODES.map((m) => `"${m}"`).join(" or ")}, not ${JSON.stringify(mode)}`);
+  }
+  return /** @type {"sync" | "live"} */ (mode);
+}
 
 /**
  * Load `config.json` (relative to the page) over the defaults; a missing file means defaults.
@@ -56,6 +77,7 @@ export async function loadConfig(url = "config.json") {
   }
   const unknown = Object.keys(overrides).filter((key) => !(key in DEFAULTS));
   if (unknown.length) throw new Error(`${url}: unknown setting(s) ${unknown.join(", ")}`);
+  if ("displayMode" in overrides) checkDisplayMode(overrides.displayMode, `${url}: displayMode`);
   return { ...DEFAULTS, ...overrides, stages: { ...DEFAULTS.stages, ...overrides.stages } };
 }
 

@@ -1,16 +1,21 @@
 /**
- * The page: renders the picture and the latest overlays on every animation frame, and sends
- * frames to the backend independently, one at a time, so rendering never waits for inference.
+ * The page: renders a picture and its overlays on every animation frame, and sends frames to
+ * the backend independently, one at a time, so rendering never waits for inference. In the
+ * synchronised display mode the picture is a recorded one, shown as late as its overlays need;
+ * in the live mode it is the current one, with the last result's boxes moved on.
  */
 
 import { BoxMotion } from "./boxmotion.js";
 import { FrameCapture } from "./capture.js";
 import { coldStart } from "./coldstart.js";
-import { loadConfig, localEndpoint, sessionEndpoint } from "./config.js";
+import { checkDisplayMode, loadConfig, localEndpoint, sessionEndpoint } from "./config.js";
 import { InferenceConnection, initParams } from "./connection.js";
+import { DisplayDelay } from "./display_delay.js";
 import { ErrorCode } from "./error_codes.js";
+import { FrameRecorder } from "./frame_recorder.js";
 import { showModels } from "./models_info.js";
 import { drawOverlay } from "./overlay.js";
+import { ResultTimeline } from "./result_timeline.js";
 import { openCamera, openFile } from "./source.js";
 import { Stats } from "./stats.js";
 import { Ui } from "./ui.js";
@@ -32,6 +37,9 @@ const ui = new Ui(document, config.stages);
 const stats = new Stats();
 const capture = new FrameCapture(config.frameWidth, config.frameHeight, config.jpegQuality);
 const motion = new BoxMotion(config.maxExtrapolationFrames);
+const recorder = new FrameRecorder();
+const timeline = new ResultTimeline();
+const delay = new DisplayDelay();
 
 /** What the page is doing, readable from the console and by the browser tests. */
 const hook = {
@@ -43,14 +51,23 @@ const hook = {
   summaries: [],
   lastResult: null,
   models: null,
+  /** The last rendered frame's overlays: `{result, frames, boxes, pictureAt, resultAt}`. */
   lastDrawn: null,
+  /** "sync" or "live"; change it with `setDisplayMode` (or the page's control). */
+  displayMode: config.displayMode,
+  /** How far behind the camera the picture is shown now (0 in live mode). */
+  displayDelayMs: 0,
   /** Measurement (the overlay benchmark): when `probe` is a function it is called with the
    * canvas context after the picture is drawn and before the overlays; when `rendered` is an
-   * array, every rendered frame appends `{probe, boxes, held}`: what `probe` returned, the boxes
-   * drawn and the last result's boxes unmoved, both in canvas pixels `{box, trackId, label}`. */
+   * array, every rendered frame appends `{probe, boxes, held, pictureAt, resultAt,
+   * resultFrameIdx}`: what `probe` returned, the boxes drawn, and the boxes unmoved of the newest
+   * result whose frame is at or before the picture shown, both in canvas pixels `{box, trackId,
+   * label}`; the capture times (performance.now()) of the picture shown and of that result's
+   * frame, and that result's `frame_idx` (null: no such result). */
   probe: null,
   rendered: null,
-  snapshot: () => stats.snapshot(performance.now()),
+  setDisplayMode,
+  snapshot: () => ({ ...stats.snapshot(performance.now()), displayMode: hook.displayMode, displayDelayMs: hook.displayDelayMs }),
 };
 window.cvstack = hook;
 
@@ -59,6 +76,9 @@ let connection = null;
 let session = null;
 let encoding = false;
 let ocrOnShow = null;
+let lastSentFrameId = 0;
+/** Capture time of the last result's frame. */
+let lastResultAt = 0;
 let stageErrors = "";
 /** The connection's own state and detail, shown again once results are free of errors. */
 let connectionState = { state: "idle", detail: "" };
@@ -82,29 +102,88 @@ async function useSource(open) {
   canvas.width = source.width;
   canvas.height = source.height;
   document.getElementById("no-source").hidden = true;
+  restartDisplay();
   return true;
+}
+
+/**
+ * Choose how overlays meet the video ("sync" or "live").
+ * @param {string} mode
+ */
+function setDisplayMode(mode) {
+  hook.displayMode = checkDisplayMode(mode);
+  ui.showDisplayMode(hook.displayMode);
+  restartDisplay();
+}
+
+/** Start the display over: record pictures afresh (sync mode, a video) at no delay. */
+function restartDisplay() {
+  recorder.start(hook.displayMode === "sync" ? source?.element : null);
+  delay.clear();
+  hook.displayDelayMs = 0;
 }
 
 function render(now) {
   requestAnimationFrame(render);
   if (!source?.width) return;
-  context.drawImage(source.element, 0, 0, canvas.width, canvas.height);
+  const picture = pickPicture(now);
+  context.drawImage(picture.element, 0, 0, canvas.width, canvas.height);
   const probed = typeof hook.probe === "function" ? hook.probe(context) : null;
-  const result = hook.lastResult;
-  let drawn = [];
-  if (result) {
-    const { frames, boxes } = motion.boxesAt(now);
-    const ocr = ocrOnShow && now < ocrOnShow.until ? ocrOnShow.items : null;
-    drawn = drawOverlay(context, { result, boxes, ocr });
-    hook.lastDrawn = { result, frames, boxes: drawn };
+  const scene = pickOverlays(picture, now);
+  const drawn = scene ? drawOverlay(context, { result: scene.result, boxes: scene.boxes, ocr: ocrAt(picture.capturedAt) }) : [];
+  hook.lastDrawn = scene && { result: scene.result, frames: scene.frames, boxes: drawn, pictureAt: picture.capturedAt, resultAt: scene.heldAt };
+  if (Array.isArray(hook.rendered)) {
+    hook.rendered.push({
+      probe: probed,
+      boxes: drawn.map(measured),
+      held: heldBoxes(scene?.held),
+      pictureAt: picture.capturedAt,
+      resultAt: scene?.heldAt ?? null,
+      resultFrameIdx: scene?.held.frame_idx ?? null,
+    });
   }
-  if (Array.isArray(hook.rendered)) hook.rendered.push({ probe: probed, boxes: drawn.map(measured), held: heldBoxes(result) });
   stats.rendered(now);
   if (now - statsShownAt > STATS_REFRESH_MS) {
     statsShownAt = now;
-    ui.showStats(stats.snapshot(now));
+    ui.showStats(hook.snapshot());
   }
   sendFrame();
+}
+
+/**
+ * The picture to show at `now`: in sync mode the recorded one `displayDelayMs` old, else the
+ * source's current one.
+ * @returns {{element: CanvasImageSource, capturedAt: number}}
+ */
+function pickPicture(now) {
+  recorder.poll(now);
+  if (recorder.recording) {
+    hook.displayDelayMs = delay.at(now);
+    const frame = recorder.history.at(now - hook.displayDelayMs);
+    if (frame) return { element: frame.picture.element, capturedAt: frame.capturedAt };
+  }
+  return { element: source.element, capturedAt: now };
+}
+
+/**
+ * The overlays for `picture`: in sync mode its own result, or the results around it
+ * interpolated; in live mode the last result with its boxes moved on.
+ * @returns {{result: object, boxes: number[][], frames: number, held: object, heldAt: number} | null}
+ */
+function pickOverlays(picture, now) {
+  if (hook.displayMode === "sync") {
+    const scene = timeline.sceneAt(picture.capturedAt);
+    return scene && { ...scene, boxes: scene.result.yolo?.boxes ?? [], frames: 0 };
+  }
+  const result = hook.lastResult;
+  if (!result) return null;
+  const { frames, boxes } = motion.boxesAt(now);
+  return { result, boxes, frames, held: result, heldAt: lastResultAt };
+}
+
+/** The OCR text on show for a picture captured at `time`. */
+function ocrAt(time) {
+  return ocrOnShow && ocrOnShow.from <= time && time < ocrOnShow.until ? ocrOnShow.items : null;
 }
 
 /** A drawn box as the measurement hook reports it. */
@@ -124,14 +203,20 @@ function heldBoxes(result) {
   }));
 }
 
-/** Capture and send the current picture if the connection has a free slot. */
+/** Send the newest picture (in sync mode the newest recorded) if the connection has a free slot. */
 async function sendFrame() {
   if (encoding || !connection?.canSend || !source?.width) return;
+  const frame = recorder.history.newest();
+  if (recorder.recording && (!frame || frame.id === lastSentFrameId)) return;
   encoding = true;
   try {
-    const capturedAt = performance.now();
-    const jpeg = await capture.encode(source);
-    if (connection?.sendFrame(jpeg, { capturedAt })) stats.framesSent += 1;
+    const picture = recorder.recording ? frame.picture : source;
+    const meta = recorder.recording ? { capturedAt: frame.capturedAt, frameId: frame.id } : { capturedAt: performance.now() };
+    const jpeg = await capture.encode(picture);
+    if (connection?.sendFrame(jpeg, meta)) {
+      stats.framesSent += 1;
+      lastSentFrameId = meta.frameId ?? 0;
+    }
   } catch (error) {
     ui.showError(error.message);
   } finally {
@@ -144,8 +229,13 @@ function onResult(data, { rttMs, meta }) {
   const errors = Object.entries(data.errors ?? {}).map(([stage, text]) => `${stage}: ${text}`).join("; ");
   stats.resultArrived(now, rttMs, data.dropped_frames, errors !== "");
   hook.lastResult = data;
-  motion.update(data.yolo, meta?.capturedAt ?? now);
-  if (data.ocr?.length) ocrOnShow = { items: data.ocr, until: now + OCR_SHOW_MS };
+  lastResultAt = meta?.capturedAt ?? now;
+  motion.update(data.yolo, lastResultAt);
+  if (meta) {
+    timeline.add(meta.capturedAt, data);
+    delay.resultArrived(meta.capturedAt, now);
+  }
+  if (data.ocr?.length) ocrOnShow = { items: data.ocr, from: lastResultAt, until: lastResultAt + OCR_SHOW_MS };
   if (errors && errors !== stageErrors) ui.showError(errors);
   stageErrors = errors;
   showDegraded();
@@ -243,11 +333,13 @@ function start() {
   connection.open();
 }
 
-/** Results of a closed connection are stale: stop drawing them. */
+/** Results of a closed connection are stale: stop drawing them, and start the display over. */
 function clearOverlays() {
   hook.lastResult = null;
   hook.lastDrawn = null;
   motion.clear();
+  timeline.clear();
+  restartDisplay();
 }
 
 function stop() {
@@ -267,7 +359,9 @@ ui.bind({
   },
   camera: () => useSource(() => openCamera(video)),
   file: (file) => useSource(() => openFile(file, video, image)),
+  displayMode: setDisplayMode,
 });
+ui.showDisplayMode(hook.displayMode);
 setState("idle");
 requestAnimationFrame(render);
 await useSource(() => openCamera(video));

@@ -14,7 +14,8 @@ const PALETTE = [
   [26, 147, 52], [0, 212, 187], [44, 153, 168], [0, 194, 255], [52, 69, 147], [100, 115, 255],
   [0, 24, 236], [132, 56, 255], [82, 0, 133], [203, 56, 255], [255, 149, 200], [255, 55, 199],
 ];
-const KEYPOINT_MIN_CONF = 0.3;
+/** Keypoints less sure than this are not drawn. */
+export const KEYPOINT_MIN_CONF = 0.3;
 const FLOW_MIN_PX = 0.5;
 
 /**

@@ -14,6 +14,7 @@ export class Ui {
     this.ocrButton = doc.getElementById("ocr");
     this.cameraButton = doc.getElementById("use-camera");
     this.fileInput = doc.getElementById("file");
+    this.displayModeSelect = doc.getElementById("display-mode");
     this.status = doc.getElementById("status");
     this.stages = [...doc.querySelectorAll("#stages input[type=checkbox]")];
     for (const box of this.stages) box.checked = Boolean(stages[box.name]);
@@ -26,7 +27,7 @@ export class Ui {
 
   /**
    * Wire the controls to the page's actions.
-   * @param {{start: Function, stop: Function, ocr: Function, stages: Function, camera: Function, file: Function}} actions
+   * @param {{start: Function, stop: Function, ocr: Function, stages: Function, camera: Function, file: Function, displayMode: Function}} actions
    */
   bind(actions) {
     this.startButton.addEventListener("click", () => actions.start());
@@ -37,6 +38,13 @@ export class Ui {
       if (this.fileInput.files.length) actions.file(this.fileInput.files[0]);
     });
     for (const box of this.stages) box.addEventListener("change", () => actions.stages(this.stageValues()));
+    this.displayModeSelect.addEventListener("change", () => actions.displayMode(this.displayModeSelect.value));
+  }
+
+  /** @param {"sync" | "live"} mode  the display mode in use */
+  showDisplayMode(mode) {
+    this.displayModeSelect.value = mode;
+    this.doc.querySelector("[data-stat=displayMode]").textContent = mode;
   }
 
   /** @param {boolean} active  whether a session is started (connected or trying to) */
@@ -55,7 +63,7 @@ export class Ui {
     this.status.textContent = detail ? `${state}: ${detail}` : state;
   }
 
-  /** @param {ReturnType<import("./stats.js").Stats["snapshot"]>} snapshot */
+  /** @param {ReturnType<import("./stats.js").Stats["snapshot"]> & {displayDelayMs: number}} snapshot */
   showStats(snapshot) {
     const text = {
       renderFps: snapshot.renderFps.toFixed(0),
@@ -64,6 +72,7 @@ export class Ui {
       framesSent: String(snapshot.framesSent),
       droppedFrames: `${snapshot.droppedFrames} (server ${snapshot.serverDroppedFrames}, lost ${snapshot.lostFrames})`,
       reconnects: String(snapshot.reconnects),
+      displayDelayMs: snapshot.displayDelayMs.toFixed(0),
     };
     for (const [key, value] of Object.entries(text)) {
       this.doc.querySelector(`[data-stat=${key}]`).textContent = value;
