@@ -10,7 +10,8 @@ import { loadConfig, localEndpoint, sessionEndpoint } from "./config.js";
 import { InferenceConnection, initParams } from "./connection.js";
 import { ErrorCode } from "./error_codes.js";
 import { drawOverlay } from "./overlay.js";
-import { openCamera, openFile } from "./source.js";
+import { CurrentPicture, openCamera, openFile } from "./source.js";
+import { stageErrorStatus } from "./stage_errors.js";
 import { Stats } from "./stats.js";
 import { Ui } from "./ui.js";
 
@@ -20,8 +21,7 @@ const TOKEN_MARGIN_S = 30;
 
 const canvas = document.getElementById("view");
 const context = canvas.getContext("2d");
-const video = document.getElementById("camera");
-const image = document.getElementById("still");
+const pictures = document.getElementById("pictures");
 
 const config = await loadConfig().catch((error) => {
   document.getElementById("status").textContent = `configuration error: ${error.message}`;
@@ -53,11 +53,13 @@ const hook = {
 window.cvstack = hook;
 
 let source = null;
+const picture = new CurrentPicture(showPicture);
 let connection = null;
 let session = null;
 let encoding = false;
 let ocrOnShow = null;
-let stageErrors = "";
+/** What the last result's stage errors say (`stageErrorStatus`), null while clean. */
+let stageStatus = null;
 /** The connection's own state and detail, shown again once results are free of errors. */
 let connectionState = { state: "idle", detail: "" };
 let statsShownAt = 0;
@@ -68,23 +70,35 @@ function setState(state, detail = "") {
 }
 
 async function useSource(open) {
-  source?.release();
-  source = null;
   try {
-    source = await open();
+    await picture.use(open);
   } catch (error) {
-    ui.showError(`${error.message}; choose a video or image file instead`);
-    document.getElementById("no-source").hidden = false;
-    return false;
+    const next = source ? "the current picture stays" : "choose a video or image file instead";
+    ui.showError(`${error.message}; ${next}`);
+    ui.showNoPicture(!source);
   }
-  canvas.width = source.width;
-  canvas.height = source.height;
-  document.getElementById("no-source").hidden = true;
-  return true;
+}
+
+/** A new picture source, or none (it failed): without a picture nothing is drawn, counted or sent. */
+function showPicture(current, lostReason) {
+  source = current;
+  if (lostReason) ui.showError(`${lostReason}; choose the camera or a file again`);
+  if (source) {
+    canvas.width = source.width;
+    canvas.height = source.height;
+  } else {
+    context.clearRect(0, 0, canvas.width, canvas.height);
+    clearOverlays();
+  }
+  ui.showNoPicture(!source);
 }
 
 function render(now) {
   requestAnimationFrame(render);
+  if (now - statsShownAt > STATS_REFRESH_MS) {
+    statsShownAt = now;
+    ui.showStats(stats.snapshot(now));
+  }
   if (!source?.width) return;
   context.drawImage(source.element, 0, 0, canvas.width, canvas.height);
   const probed = typeof hook.probe === "function" ? hook.probe(context) : null;
@@ -98,10 +112,6 @@ function render(now) {
   }
   if (Array.isArray(hook.rendered)) hook.rendered.push({ probe: probed, boxes: drawn.map(measured), held: heldBoxes(result) });
   stats.rendered(now);
-  if (now - statsShownAt > STATS_REFRESH_MS) {
-    statsShownAt = now;
-    ui.showStats(stats.snapshot(now));
-  }
   sendFrame();
 }
 
@@ -139,27 +149,25 @@ async function sendFrame() {
 
 function onResult(data, { rttMs, meta }) {
   const now = performance.now();
-  const errors = Object.entries(data.errors ?? {}).map(([stage, text]) => `${stage}: ${text}`).join("; ");
-  stats.resultArrived(now, rttMs, data.dropped_frames, errors !== "");
+  const status = stageErrorStatus(data.errors);
+  stats.resultArrived(now, rttMs, data.dropped_frames, status !== null);
   hook.lastResult = data;
   motion.update(data.yolo, meta?.capturedAt ?? now);
   if (data.ocr?.length) ocrOnShow = { items: data.ocr, until: now + OCR_SHOW_MS };
-  if (errors && errors !== stageErrors) ui.showError(errors);
-  stageErrors = errors;
-  showDegraded();
+  if (status && status.text !== stageStatus?.text) ui.showError(status.text);
+  stageStatus = status;
+  showStageErrors();
   sendFrame();
 }
 
 /**
- * Amber "degraded" while a running session's results carry stage errors; back to the
- * connection's own state once they are clean.
+ * Red "triton-down" or amber "degraded" while a running session's results carry stage errors;
+ * back to the connection's own state once they are clean.
  */
-function showDegraded() {
+function showStageErrors() {
   if (connectionState.state !== "running") return;
-  if (stageErrors) setState("degraded", `stage errors: ${stageErrors}`);
-  else if (hook.state === "degraded") {
-    setState(connectionState.state, connectionState.detail);
-  }
+  if (stageStatus) setState(stageStatus.state, stageStatus.detail);
+  else if (hook.state !== connectionState.state) setState(connectionState.state, connectionState.detail);
 }
 
 /** The WebSocket URL: local mode's, or after a cold start the session's with its token. */
@@ -197,14 +205,14 @@ function start() {
   connection = new InferenceConnection({
     endpoint,
     params: initParams(ui.stageValues()),
-    backoff: { minMs: config.reconnectMinMs, maxMs: config.reconnectMaxMs },
+    backoff: { minMs: config.reconnectMinMs, maxMs: config.reconnectMaxMs, probeMs: config.reconnectProbeMs },
     resultTimeoutMs: config.resultTimeoutMs,
     on: {
       state: (state, detail) => {
         connectionState = { state, detail };
-        if (state !== "running") stageErrors = "";
+        if (state !== "running") stageStatus = null;
         setState(state, detail);
-        showDegraded();
+        showStageErrors();
         if (["waiting", "running", "finished"].includes(state)) ui.showQueue(`${state}, ${detail}`);
         if (state === "reconnecting") clearOverlays();
         if (state === "failed") {
@@ -255,14 +263,15 @@ ui.bind({
   start,
   stop,
   ocr: () => connection?.requestOcr(),
+  retry: () => connection?.retryNow(),
   stages: (stages) => {
     connection?.setParams(initParams(stages));
     if (!stages.detection) motion.clear();
   },
-  camera: () => useSource(() => openCamera(video)),
-  file: (file) => useSource(() => openFile(file, video, image)),
+  camera: () => useSource(() => openCamera(pictures)),
+  file: (file) => useSource(() => openFile(file, pictures)),
 });
 setState("idle");
 requestAnimationFrame(render);
-await useSource(() => openCamera(video));
+await useSource(() => openCamera(pictures));
 if (config.autoStart) start();
