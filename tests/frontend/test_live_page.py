@@ -217,9 +217,10 @@ def test_the_page_reconnects_when_a_draining_server_sends_its_waiting_session_aw
 def test_results_with_stage_errors_turn_the_status_amber_and_are_not_inference(
     live_backend: BackendServer, page: Page
 ) -> None:
-    """The real backend's results, with a Triton failure written into their `errors` (as a
-    dead Triton makes them) while `failing` is set: the status says so and inference fps
-    falls to 0 instead of counting the fast error answers."""
+    """The real backend's results, with a Triton timeout written into their `errors` (as an
+    overloaded Triton makes them) while `failing` is set: the status says so and inference fps
+    falls to 0 instead of counting the fast error answers. (A Triton that cannot be reached
+    turns it red: test_page_truth.py.)"""
     failing = {"on": False}
 
     def route(socket: WebSocketRoute) -> None:
@@ -229,7 +230,7 @@ def test_results_with_stage_errors_turn_the_status_amber_and_are_not_inference(
             if isinstance(message, str) and failing["on"]:
                 parsed = json.loads(message)
                 if parsed.get("type") == "inference":
-                    parsed["data"]["errors"] = {"yolo": "triton_unavailable: connection refused"}
+                    parsed["data"]["errors"] = {"yolo": "triton_timeout: no answer within 10 s"}
                     message = json.dumps(parsed)
             socket.send(message)
 
@@ -243,7 +244,7 @@ def test_results_with_stage_errors_turn_the_status_amber_and_are_not_inference(
     failing["on"] = True
     page.wait_for_function("() => window.cvstack.state === 'degraded'")
     assert page.get_attribute("#status", "data-state") == "degraded"
-    assert "triton_unavailable" in (page.text_content("#status") or "")
+    assert "triton_timeout" in (page.text_content("#status") or "")
     page.wait_for_function("() => window.cvstack.snapshot().errorResults >= 3")
     page.wait_for_timeout(3500)  # the inference meter's window
     failing_snapshot = snapshot(page)
