@@ -44,6 +44,13 @@ READ_DRAWN_BOXES = """() => {
 }"""
 
 
+def wait_for_running(page: Page) -> None:
+    """Wait until the status says `running`. Not asserted at one instant: on a loaded machine a
+    result may carry a transient stage error (a cold Triton's first calls timing out), and the
+    page then rightly says `degraded` until the next clean result."""
+    page.wait_for_function("() => window.cvstack.state === 'running'", timeout=WAIT_MS)
+
+
 def test_renders_at_30_fps_while_inference_runs_far_slower(
     live_backend: BackendServer, page: Page
 ) -> None:
@@ -63,7 +70,7 @@ def test_renders_at_30_fps_while_inference_runs_far_slower(
     assert in_flight in (0, 1), "at most one frame may wait for its result"
     assert int(page.text_content("[data-stat=renderFps]") or "0") > 0
     assert page.text_content("[data-stat=latencyMs]") != "-"
-    assert page.get_attribute("#status", "data-state") == "running"
+    wait_for_running(page)
 
 
 def test_overlays_are_drawn_where_the_results_put_the_boxes(
@@ -208,7 +215,7 @@ def test_the_page_reconnects_when_a_draining_server_sends_its_waiting_session_aw
             page.wait_for_function("() => window.cvstack.state === 'reconnecting'", timeout=WAIT_MS)
             drain_file.unlink()
         wait_for_results(page, 3)
-        assert page.evaluate("() => window.cvstack.state") == "running"
+        wait_for_running(page)
         assert snapshot(page)["reconnects"] >= 1
     finally:
         server.stop()
@@ -239,7 +246,7 @@ def test_results_with_stage_errors_turn_the_status_amber_and_are_not_inference(
     page.route_web_socket(re.compile(r".*/ws/inference.*"), route)
     page.goto(f"{live_backend.url}/")
     wait_for_results(page, 3)
-    assert page.get_attribute("#status", "data-state") == "running"
+    wait_for_running(page)
 
     failing["on"] = True
     page.wait_for_function("() => window.cvstack.state === 'degraded'")

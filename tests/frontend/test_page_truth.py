@@ -67,7 +67,7 @@ def test_a_dead_triton_turns_the_status_red_until_it_is_back(
     try:
         page.goto(f"{backend.url}/")
         wait_for_results(page, 3)
-        assert page.get_attribute("#status", "data-state") == "running"
+        state_is(page, "running")
 
         own_triton.stop()
         state_is(page, "triton-down")
@@ -114,7 +114,7 @@ def test_a_broken_file_leaves_the_camera_running(live_backend: BackendServer, pa
     )
     assert camera_plays == [["VIDEO", True]], "the camera alone, still playing"
     assert page.is_hidden("#no-source")
-    assert page.evaluate(STATE) == "running"
+    state_is(page, "running")
 
 
 def test_without_a_picture_nothing_is_drawn_counted_or_sent(
