@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from backend.api.log_redaction import install_token_redaction
-from backend.api.routes import health, inference_ws, metrics
+from backend.api.routes import health, inference_ws, metrics, page_config
 from backend.core.config import Settings
 from backend.paths import FRONTEND_DIR
 from backend.session.runtime import Runtime
@@ -43,5 +43,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics.router)
     app.include_router(inference_ws.router)
     if FRONTEND_DIR.is_dir():  # last, so the routes above take precedence over the page's files
+        app.include_router(page_config.router)
         app.mount("/", StaticFiles(directory=FRONTEND_DIR, html=True), name="frontend")
     return app

@@ -28,6 +28,9 @@ const DEFAULTS = Object.freeze({
   /** Reconnect delays: doubled after each failed attempt, from min to max, with jitter. */
   reconnectMinMs: 500,
   reconnectMaxMs: 8000,
+  /** While waiting to reconnect, ask the server's `/health` this often: once it answers again
+   * after a failed ask, reconnect at once instead of waiting out the delay. */
+  reconnectProbeMs: 500,
   /** A frame without an answer after this long counts as lost and frees the slot. */
   resultTimeoutMs: 10000,
   /** Cold start: how often to poll GET /status, and when to give up. */

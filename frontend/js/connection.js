@@ -1,9 +1,11 @@
 /**
  * The `/ws/inference` session (docs/protocol.md): connects, sends `init` + `start`, keeps at
- * most one frame in flight, and reconnects with exponential backoff when the connection drops.
+ * most one frame in flight, and reconnects with exponential backoff when the connection drops,
+ * at once when the server answers again or the user asks (`retryNow`).
  */
 
 import { ErrorCode, FRAME_ERRORS as FRAME_ERROR_LIST } from "./error_codes.js";
+import { ServerProbe } from "./server_probe.js";
 
 /** Errors about one frame: the session goes on, and that frame gets no result. */
 const FRAME_ERRORS = new Set(FRAME_ERROR_LIST);
@@ -92,13 +94,16 @@ export class InferenceConnection {
   #timer = null;
   #inFlight = null;
   #wasConnected = false;
+  #url = null;
+  #probe;
 
   /**
    * @param {object} options
    * @param {(signal: AbortSignal) => Promise<string>} options.endpoint  the URL to use, asked
    *   before every attempt (cold start and tokens live behind it)
    * @param {object} options.params  `init` params
-   * @param {{minMs: number, maxMs: number}} options.backoff
+   * @param {{minMs: number, maxMs: number, probeMs: number}} options.backoff  the delays, and
+   *   how often to ask whether the server answers again while waiting
    * @param {number} options.resultTimeoutMs
    * @param {ConnectionHandlers} options.on
    */
@@ -108,6 +113,7 @@ export class InferenceConnection {
     this.#backoff = backoff;
     this.#resultTimeoutMs = resultTimeoutMs;
     this.#on = on;
+    this.#probe = new ServerProbe(backoff.probeMs);
   }
 
   /** Connect, and keep reconnecting until `close()`. */
@@ -122,7 +128,7 @@ export class InferenceConnection {
   close() {
     this.#closed = true;
     this.#abort?.abort(new DOMException("stopped", "AbortError"));
-    clearTimeout(this.#timer);
+    this.#stopWaiting();
     if (this.#socket) {
       this.#send({ type: "stop" });
       this.#socket.close(1000, "stopped by the user");
@@ -165,6 +171,11 @@ export class InferenceConnection {
     return true;
   }
 
+  /** While waiting to reconnect: try now instead of when the backoff ends. */
+  retryNow() {
+    if (this.#timer !== null) this.#connectNow();
+  }
+
   /** Ask for OCR on an upcoming frame. */
   requestOcr() {
     this.#send({ type: "ocr" });
@@ -180,6 +191,7 @@ export class InferenceConnection {
       return;
     }
     if (this.#closed) return;
+    this.#url = url;
     const socket = new WebSocket(url);
     socket.binaryType = "arraybuffer";
     this.#socket = socket;
@@ -187,6 +199,7 @@ export class InferenceConnection {
     let opened = false;
     socket.onopen = () => {
       opened = true;
+      this.#probe.reset();
       if (this.#wasConnected) this.#on.reconnected();
       this.#wasConnected = true;
       this.#send({ type: "init", params: this.#params });
@@ -214,7 +227,19 @@ export class InferenceConnection {
     const jittered = Math.round(delay * (0.8 + 0.4 * Math.random()));
     this.#attempt += 1;
     this.#on.state("reconnecting", `${closeCodeText(closeCode)}; retrying in ${(jittered / 1000).toFixed(1)} s`);
-    this.#timer = setTimeout(() => this.#connect(), jittered);
+    this.#timer = setTimeout(() => this.#connectNow(), jittered);
+    if (this.#url) this.#probe.watch(this.#url, () => this.#connectNow());
+  }
+
+  #connectNow() {
+    this.#stopWaiting();
+    this.#connect();
+  }
+
+  #stopWaiting() {
+    clearTimeout(this.#timer);
+    this.#timer = null;
+    this.#probe.stop();
   }
 
   #receive(message) {

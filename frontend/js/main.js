@@ -16,7 +16,8 @@ import { FrameRecorder } from "./frame_recorder.js";
 import { showModels } from "./models_info.js";
 import { drawOverlay } from "./overlay.js";
 import { ResultTimeline } from "./result_timeline.js";
-import { openCamera, openFile } from "./source.js";
+import { CurrentPicture, openCamera, openFile } from "./source.js";
+import { stageErrorStatus } from "./stage_errors.js";
 import { Stats } from "./stats.js";
 import { Ui } from "./ui.js";
 
@@ -26,8 +27,7 @@ const TOKEN_MARGIN_S = 30;
 
 const canvas = document.getElementById("view");
 const context = canvas.getContext("2d");
-const video = document.getElementById("camera");
-const image = document.getElementById("still");
+const pictures = document.getElementById("pictures");
 
 const config = await loadConfig().catch((error) => {
   document.getElementById("status").textContent = `configuration error: ${error.message}`;
@@ -72,6 +72,7 @@ const hook = {
 window.cvstack = hook;
 
 let source = null;
+const currentPicture = new CurrentPicture(showPicture);
 let connection = null;
 let session = null;
 let encoding = false;
@@ -79,7 +80,8 @@ let ocrOnShow = null;
 let lastSentFrameId = 0;
 /** Capture time of the last result's frame. */
 let lastResultAt = 0;
-let stageErrors = "";
+/** What the last result's stage errors say (`stageErrorStatus`), null while clean. */
+let stageStatus = null;
 /** The connection's own state and detail, shown again once results are free of errors. */
 let connectionState = { state: "idle", detail: "" };
 let statsShownAt = 0;
@@ -90,20 +92,28 @@ function setState(state, detail = "") {
 }
 
 async function useSource(open) {
-  source?.release();
-  source = null;
   try {
-    source = await open();
+    await currentPicture.use(open);
   } catch (error) {
-    ui.showError(`${error.message}; choose a video or image file instead`);
-    document.getElementById("no-source").hidden = false;
-    return false;
+    const next = source ? "the current picture stays" : "choose a video or image file instead";
+    ui.showError(`${error.message}; ${next}`);
+    ui.showNoPicture(!source);
   }
-  canvas.width = source.width;
-  canvas.height = source.height;
-  document.getElementById("no-source").hidden = true;
+}
+
+/** A new picture source, or none (it failed): without a picture nothing is drawn, counted or sent. */
+function showPicture(current, lostReason) {
+  source = current;
+  if (lostReason) ui.showError(`${lostReason}; choose the camera or a file again`);
+  if (source) {
+    canvas.width = source.width;
+    canvas.height = source.height;
+  } else {
+    context.clearRect(0, 0, canvas.width, canvas.height);
+    clearOverlays();
+  }
+  ui.showNoPicture(!source);
   restartDisplay();
-  return true;
 }
 
 /**
@@ -125,6 +135,10 @@ function restartDisplay() {
 
 function render(now) {
   requestAnimationFrame(render);
+  if (now - statsShownAt > STATS_REFRESH_MS) {
+    statsShownAt = now;
+    ui.showStats(hook.snapshot());
+  }
   if (!source?.width) return;
   const picture = pickPicture(now);
   context.drawImage(picture.element, 0, 0, canvas.width, canvas.height);
@@ -143,10 +157,6 @@ function render(now) {
     });
   }
   stats.rendered(now);
-  if (now - statsShownAt > STATS_REFRESH_MS) {
-    statsShownAt = now;
-    ui.showStats(hook.snapshot());
-  }
   sendFrame();
 }
 
@@ -226,8 +236,8 @@ async function sendFrame() {
 
 function onResult(data, { rttMs, meta }) {
   const now = performance.now();
-  const errors = Object.entries(data.errors ?? {}).map(([stage, text]) => `${stage}: ${text}`).join("; ");
-  stats.resultArrived(now, rttMs, data.dropped_frames, errors !== "");
+  const status = stageErrorStatus(data.errors);
+  stats.resultArrived(now, rttMs, data.dropped_frames, status !== null);
   hook.lastResult = data;
   lastResultAt = meta?.capturedAt ?? now;
   motion.update(data.yolo, lastResultAt);
@@ -236,22 +246,20 @@ function onResult(data, { rttMs, meta }) {
     delay.resultArrived(meta.capturedAt, now);
   }
   if (data.ocr?.length) ocrOnShow = { items: data.ocr, from: lastResultAt, until: lastResultAt + OCR_SHOW_MS };
-  if (errors && errors !== stageErrors) ui.showError(errors);
-  stageErrors = errors;
-  showDegraded();
+  if (status && status.text !== stageStatus?.text) ui.showError(status.text);
+  stageStatus = status;
+  showStageErrors();
   sendFrame();
 }
 
 /**
- * Amber "degraded" while a running session's results carry stage errors; back to the
- * connection's own state once they are clean.
+ * Red "triton-down" or amber "degraded" while a running session's results carry stage errors;
+ * back to the connection's own state once they are clean.
  */
-function showDegraded() {
+function showStageErrors() {
   if (connectionState.state !== "running") return;
-  if (stageErrors) setState("degraded", `stage errors: ${stageErrors}`);
-  else if (hook.state === "degraded") {
-    setState(connectionState.state, connectionState.detail);
-  }
+  if (stageStatus) setState(stageStatus.state, stageStatus.detail);
+  else if (hook.state !== connectionState.state) setState(connectionState.state, connectionState.detail);
 }
 
 /** The WebSocket URL: local mode's, or after a cold start the session's with its token. */
@@ -289,14 +297,14 @@ function start() {
   connection = new InferenceConnection({
     endpoint,
     params: initParams(ui.stageValues()),
-    backoff: { minMs: config.reconnectMinMs, maxMs: config.reconnectMaxMs },
+    backoff: { minMs: config.reconnectMinMs, maxMs: config.reconnectMaxMs, probeMs: config.reconnectProbeMs },
     resultTimeoutMs: config.resultTimeoutMs,
     on: {
       state: (state, detail) => {
         connectionState = { state, detail };
-        if (state !== "running") stageErrors = "";
+        if (state !== "running") stageStatus = null;
         setState(state, detail);
-        showDegraded();
+        showStageErrors();
         if (["waiting", "running", "finished"].includes(state)) ui.showQueue(`${state}, ${detail}`);
         if (state === "reconnecting") clearOverlays();
         if (state === "failed") {
@@ -353,16 +361,17 @@ ui.bind({
   start,
   stop,
   ocr: () => connection?.requestOcr(),
+  retry: () => connection?.retryNow(),
   stages: (stages) => {
     connection?.setParams(initParams(stages));
     if (!stages.detection) motion.clear();
   },
-  camera: () => useSource(() => openCamera(video)),
-  file: (file) => useSource(() => openFile(file, video, image)),
+  camera: () => useSource(() => openCamera(pictures)),
+  file: (file) => useSource(() => openFile(file, pictures)),
   displayMode: setDisplayMode,
 });
 ui.showDisplayMode(hook.displayMode);
 setState("idle");
 requestAnimationFrame(render);
-await useSource(() => openCamera(video));
+await useSource(() => openCamera(pictures));
 if (config.autoStart) start();

@@ -3,6 +3,8 @@
 const MAX_MESSAGES = 20;
 
 export class Ui {
+  #active = false;
+
   /**
    * @param {Document} doc
    * @param {object} stages  the initial stage toggles
@@ -12,6 +14,8 @@ export class Ui {
     this.startButton = doc.getElementById("start");
     this.stopButton = doc.getElementById("stop");
     this.ocrButton = doc.getElementById("ocr");
+    this.retryButton = doc.getElementById("retry");
+    this.noPicture = doc.getElementById("no-source");
     this.cameraButton = doc.getElementById("use-camera");
     this.fileInput = doc.getElementById("file");
     this.displayModeSelect = doc.getElementById("display-mode");
@@ -27,17 +31,23 @@ export class Ui {
 
   /**
    * Wire the controls to the page's actions.
-   * @param {{start: Function, stop: Function, ocr: Function, stages: Function, camera: Function, file: Function, displayMode: Function}} actions
+   * @param {{start: Function, stop: Function, ocr: Function, retry: Function, stages: Function, camera: Function, file: Function, displayMode: Function}} actions
    */
   bind(actions) {
     this.startButton.addEventListener("click", () => actions.start());
     this.stopButton.addEventListener("click", () => actions.stop());
     this.ocrButton.addEventListener("click", () => actions.ocr());
+    this.retryButton.addEventListener("click", () => actions.retry());
     this.cameraButton.addEventListener("click", () => actions.camera());
     this.fileInput.addEventListener("change", () => {
       if (this.fileInput.files.length) actions.file(this.fileInput.files[0]);
     });
-    for (const box of this.stages) box.addEventListener("change", () => actions.stages(this.stageValues()));
+    for (const box of this.stages) {
+      box.addEventListener("change", () => {
+        this.#enableOcrButton();
+        actions.stages(this.stageValues());
+      });
+    }
     this.displayModeSelect.addEventListener("change", () => actions.displayMode(this.displayModeSelect.value));
   }
 
@@ -49,18 +59,31 @@ export class Ui {
 
   /** @param {boolean} active  whether a session is started (connected or trying to) */
   setActive(active) {
+    this.#active = active;
     this.startButton.disabled = active;
     this.stopButton.disabled = !active;
-    this.ocrButton.disabled = !active;
+    this.#enableOcrButton();
+  }
+
+  /** "Read text now" works only in a started session with the OCR stage on. */
+  #enableOcrButton() {
+    this.ocrButton.disabled = !(this.#active && this.stageValues().ocr);
+  }
+
+  /** @param {boolean} shown  whether to say that there is no picture (no camera, no file) */
+  showNoPicture(shown) {
+    this.noPicture.hidden = !shown;
   }
 
   /**
+   * The status line; "Retry now" is offered only while waiting to reconnect.
    * @param {string} state  a short state word, also set as `data-state` for styling and tests
    * @param {string} [detail]
    */
   setStatus(state, detail = "") {
     this.status.dataset.state = state;
     this.status.textContent = detail ? `${state}: ${detail}` : state;
+    this.retryButton.hidden = state !== "reconnecting";
   }
 
   /** @param {ReturnType<import("./stats.js").Stats["snapshot"]> & {displayDelayMs: number}} snapshot */

@@ -44,6 +44,13 @@ READ_DRAWN_BOXES = """() => {
 }"""
 
 
+def wait_for_running(page: Page) -> None:
+    """Wait until the status says `running`. Not asserted at one instant: on a loaded machine a
+    result may carry a transient stage error (a cold Triton's first calls timing out), and the
+    page then rightly says `degraded` until the next clean result."""
+    page.wait_for_function("() => window.cvstack.state === 'running'", timeout=WAIT_MS)
+
+
 def test_renders_at_30_fps_while_inference_runs_far_slower(
     live_backend: BackendServer, page: Page
 ) -> None:
@@ -63,7 +70,7 @@ def test_renders_at_30_fps_while_inference_runs_far_slower(
     assert in_flight in (0, 1), "at most one frame may wait for its result"
     assert int(page.text_content("[data-stat=renderFps]") or "0") > 0
     assert page.text_content("[data-stat=latencyMs]") != "-"
-    assert page.get_attribute("#status", "data-state") == "running"
+    wait_for_running(page)
 
 
 def test_overlays_are_drawn_where_the_results_put_the_boxes(
@@ -208,7 +215,7 @@ def test_the_page_reconnects_when_a_draining_server_sends_its_waiting_session_aw
             page.wait_for_function("() => window.cvstack.state === 'reconnecting'", timeout=WAIT_MS)
             drain_file.unlink()
         wait_for_results(page, 3)
-        assert page.evaluate("() => window.cvstack.state") == "running"
+        wait_for_running(page)
         assert snapshot(page)["reconnects"] >= 1
     finally:
         server.stop()
@@ -217,9 +224,10 @@ def test_the_page_reconnects_when_a_draining_server_sends_its_waiting_session_aw
 def test_results_with_stage_errors_turn_the_status_amber_and_are_not_inference(
     live_backend: BackendServer, page: Page
 ) -> None:
-    """The real backend's results, with a Triton failure written into their `errors` (as a
-    dead Triton makes them) while `failing` is set: the status says so and inference fps
-    falls to 0 instead of counting the fast error answers."""
+    """The real backend's results, with a Triton timeout written into their `errors` (as an
+    overloaded Triton makes them) while `failing` is set: the status says so and inference fps
+    falls to 0 instead of counting the fast error answers. (A Triton that cannot be reached
+    turns it red: test_page_truth.py.)"""
     failing = {"on": False}
 
     def route(socket: WebSocketRoute) -> None:
@@ -229,7 +237,7 @@ def test_results_with_stage_errors_turn_the_status_amber_and_are_not_inference(
             if isinstance(message, str) and failing["on"]:
                 parsed = json.loads(message)
                 if parsed.get("type") == "inference":
-                    parsed["data"]["errors"] = {"yolo": "triton_unavailable: connection refused"}
+                    parsed["data"]["errors"] = {"yolo": "triton_timeout: no answer within 10 s"}
                     message = json.dumps(parsed)
             socket.send(message)
 
@@ -238,12 +246,12 @@ def test_results_with_stage_errors_turn_the_status_amber_and_are_not_inference(
     page.route_web_socket(re.compile(r".*/ws/inference.*"), route)
     page.goto(f"{live_backend.url}/")
     wait_for_results(page, 3)
-    assert page.get_attribute("#status", "data-state") == "running"
+    wait_for_running(page)
 
     failing["on"] = True
     page.wait_for_function("() => window.cvstack.state === 'degraded'")
     assert page.get_attribute("#status", "data-state") == "degraded"
-    assert "triton_unavailable" in (page.text_content("#status") or "")
+    assert "triton_timeout" in (page.text_content("#status") or "")
     page.wait_for_function("() => window.cvstack.snapshot().errorResults >= 3")
     page.wait_for_timeout(3500)  # the inference meter's window
     failing_snapshot = snapshot(page)

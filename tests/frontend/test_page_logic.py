@@ -22,6 +22,9 @@ def run_module(body: str) -> Any:
     script = (
         f'import {{ Stats }} from "{(JS_DIR / "stats.js").as_uri()}";\n'
         f'import {{ closeCodeText }} from "{(JS_DIR / "connection.js").as_uri()}";\n'
+        f'import {{ stageErrorStatus }} from "{(JS_DIR / "stage_errors.js").as_uri()}";\n'
+        f'import {{ ServerProbe, healthUrl }} from "{(JS_DIR / "server_probe.js").as_uri()}";\n'
+        f'import {{ CurrentPicture }} from "{(JS_DIR / "source.js").as_uri()}";\n'
         f"{body}\n"
     )
     done = subprocess.run(
@@ -65,3 +68,106 @@ def test_close_codes_are_shown_in_words() -> None:
         1013: "the server is busy, try again later",
     }
     assert words[7:] == ["closed by the application (code 4000)", "closed (code 3001)"]
+
+
+def test_triton_unreachable_is_red_other_stage_errors_amber() -> None:
+    statuses = run_module(
+        """
+        console.log(JSON.stringify([
+          stageErrorStatus({}),
+          stageErrorStatus(null),
+          stageErrorStatus({ motion: "motion_failed: flow failed" }),
+          stageErrorStatus({ yolo: "triton_timeout: no answer within 2 s" }),
+          stageErrorStatus({ yolo: "triton_unavailable: connection refused",
+                             pose: "triton_unavailable: connection refused" }),
+          stageErrorStatus({ ocr: "ocr_failed: says triton_unavailable: in its text" }),
+        ]));
+        """
+    )
+    clean, absent, motion, timeout, down, ocr = statuses
+    assert clean is None and absent is None
+    assert [s["state"] for s in (motion, timeout, ocr)] == ["degraded"] * 3
+    assert timeout["detail"] == "stage errors: yolo: triton_timeout: no answer within 2 s"
+    assert down["state"] == "triton-down"
+    assert down["detail"].startswith("Triton is unreachable: no detection or pose results")
+    assert "restart it" in down["detail"]
+    assert down["text"].startswith("yolo: triton_unavailable: connection refused; pose: ")
+
+
+def probe_calls(answers: list[str]) -> dict[str, Any]:
+    """A ServerProbe polling every 1 ms through a fetch that answers `answers` in turn
+    ("ok", "503" or "refused", the last one repeated): which poll brought `onBack`."""
+    script = f"""
+        const answers = {json.dumps(answers)};
+        const asked = [];
+        const fetchImpl = async (url) => {{
+          const answer = answers[Math.min(asked.length, answers.length - 1)];
+          asked.push(url);
+          if (answer === "refused") throw new TypeError("Failed to fetch");
+          return {{ ok: answer === "ok" }};
+        }};
+        const probe = new ServerProbe(1, fetchImpl);
+        const back = await new Promise((resolve) => {{
+          const url = "wss://example.test:8443/ws/inference?token=secret";
+          probe.watch(url, () => resolve(asked.length));
+          setTimeout(() => resolve(null), 300);
+        }});
+        probe.stop();
+        console.log(JSON.stringify({{ back, polls: asked.length, url: asked[0] }}));
+    """
+    result: dict[str, Any] = run_module(script)
+    return result
+
+
+def test_the_probe_reports_a_server_that_answers_again_and_nothing_else() -> None:
+    """Reconnect at once only after the server was seen unreachable: a server that always
+    answers /health (one that refuses sessions while draining) must not end every backoff."""
+    back = probe_calls(["refused", "503", "refused", "ok"])
+    assert back["back"] == 4, "the first answer after the outage ends the wait"
+    assert back["url"] == "https://example.test:8443/health", "the origin, without the token"
+    always_up = probe_calls(["ok"])
+    assert always_up["back"] is None and always_up["polls"] > 3
+    never_back = probe_calls(["refused"])
+    assert never_back["back"] is None
+    local = run_module('console.log(JSON.stringify(healthUrl("ws://127.0.0.1:8080/ws/inference")))')
+    assert local == "http://127.0.0.1:8080/health"
+
+
+def test_a_new_picture_source_replaces_the_current_one_only_once_it_works() -> None:
+    events = run_module(
+        """
+        const log = [];
+        const fake = (name) => ({ name, release: () => log.push(`release ${name}`), onLost: null,
+                                  lose(reason) { this.onLost?.(reason); } });
+        const show = (source, lost) => `show ${source?.name ?? "none"}${lost ? `: ${lost}` : ""}`;
+        const picture = new CurrentPicture((source, lost) => log.push(show(source, lost)));
+        await picture.use(async () => fake("camera"));
+        const camera = picture.source;
+        const broken = async () => { throw new Error("broken.mp4 is not a video"); };
+        await picture.use(broken).catch((error) => log.push(error.message));
+        log.push(`current ${picture.source.name}`);
+        let finishSlow;
+        const opening = new Promise((resolve) => { finishSlow = () => resolve(fake("slow")); });
+        const slow = picture.use(() => opening);
+        await picture.use(async () => fake("image"));
+        finishSlow();
+        await slow;
+        log.push(`current ${picture.source.name}`);
+        camera.lose("stale camera");
+        picture.source.lose("decode failed");
+        log.push(`current ${picture.source}`);
+        console.log(JSON.stringify(log));
+        """
+    )
+    assert events == [
+        "show camera",
+        "broken.mp4 is not a video",
+        "current camera",
+        "release camera",
+        "show image",
+        "release slow",
+        "current image",
+        "release image",
+        "show none: decode failed",
+        "current null",
+    ]
