@@ -34,7 +34,7 @@ class YoloResult(TypedDict):
     classes: list[int]
     labels: list[str]
     track_ids: list[int]  # -1: not tracked
-    velocities: list[list[float]]  # [vx, vy] px/frame of each box centre, for extrapolation
+    velocities: list[list[float]]  # [vx, vy] px per result update, for live mode
 
 
 class PoseResult(TypedDict):
