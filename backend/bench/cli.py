@@ -96,6 +96,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     overlay.add_argument("--warmup", type=float, default=3.0, help="seconds before collecting")
     overlay.add_argument("--json", type=Path, default=None, help="also write the numbers here")
+    overlay.add_argument(
+        "--page-dir",
+        type=Path,
+        default=None,
+        help="measure the page in this folder (e.g. another branch's frontend/) instead of ours",
+    )
     overlay.set_defaults(handler=_overlay)
 
     boot = commands.add_parser("boot", help="boot to ready: S3 model sync, Triton, backend")
@@ -163,6 +169,7 @@ def _overlay(args: argparse.Namespace) -> int:
             rates=overlay_runner.parse_rates(args.rates),
             seconds=args.seconds,
             warmup_s=args.warmup,
+            page_dir=args.page_dir,
         )
         result = overlay_runner.run_overlay_bench(options)
     except (ManifestError, TritonLaunchError, ValueError, RuntimeError) as exc:

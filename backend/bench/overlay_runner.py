@@ -8,17 +8,22 @@ measurement hook (`window.cvstack.probe` and `rendered`) records, per rendered f
 code read from the canvas, the boxes drawn and the last result's boxes unmoved.
 
 A page without a `displayMode` setting refuses the key: it then has only the live behaviour,
-so "live" runs without the key and "sync" is reported as not measured.
+so "live" runs without the key and "sync" is reported as not measured. `page_dir` measures
+another version of the page (a folder like `frontend/`, e.g. another branch's before a merge):
+a static server on loopback serves it, and its config.json points it at the backend.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +50,7 @@ class OverlayOptions:
     rates: tuple[float, ...] = (2.0, 5.0, 15.0)
     seconds: float = 20.0
     warmup_s: float = 3.0
+    page_dir: Path | None = None  # None: the page the backend serves
 
     def __post_init__(self) -> None:
         unknown = [mode for mode in self.modes if mode not in MODES]
@@ -54,6 +60,10 @@ class OverlayOptions:
             raise ValueError(f"rates must be positive results per second, got {self.rates}")
         if self.seconds <= 0 or self.warmup_s < 0:
             raise ValueError("seconds must be positive and the warm-up not negative")
+        if self.page_dir is not None and not (self.page_dir / "index.html").is_file():
+            raise ValueError(
+                f"--page-dir {self.page_dir} holds no index.html; name a folder like frontend/"
+            )
 
 
 @dataclass
@@ -72,6 +82,7 @@ def run_overlay_bench(options: OverlayOptions, work_dir: Path | None = None) -> 
         models_dir = work / "models"
         write_overlay_models(models_dir)
         browser = stack.enter_context(chromium(clip))
+        page_url = stack.enter_context(static_site(options.page_dir)) if options.page_dir else None
         triton = stack.enter_context(triton_on_cpu(models_dir))
         result = OverlayResult()
         for rate in options.rates:
@@ -85,7 +96,8 @@ def run_overlay_bench(options: OverlayOptions, work_dir: Path | None = None) -> 
                 ) as backend,
             ):
                 for mode in options.modes:
-                    run = measure_page(browser, backend.url, mode, rate, options)
+                    site = Site(page_url or backend.url, backend.url)
+                    run = measure_page(browser, site, mode, rate, options)
                     if isinstance(run, str):
                         result.skipped.append(f"{mode} at {rate:g} results/s: {run}")
                     else:
@@ -126,9 +138,43 @@ def chromium(clip: Path) -> Iterator[Browser]:
             browser.close()
 
 
-def page_config(mode: str | None) -> dict[str, Any]:
-    """The page's `config.json`: camera-sized frames, detection only, `mode` unless None."""
+@dataclass(frozen=True)
+class Site:
+    """Where the page is loaded from, and the backend it talks to."""
+
+    page_url: str
+    backend_url: str
+
+    @property
+    def ws_url(self) -> str:
+        return self.backend_url.replace("http://", "ws://") + "/ws/inference"
+
+
+@contextlib.contextmanager
+def static_site(page_dir: Path) -> Iterator[str]:
+    """Serve the files of `page_dir` on a free loopback port; yields the site's URL."""
+    handler = functools.partial(_QuietFiles, directory=str(page_dir))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+class _QuietFiles(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """No access log on the benchmark's output."""
+
+
+def page_config(mode: str | None, ws_url: str) -> dict[str, Any]:
+    """The page's `config.json`: the backend, camera-sized frames, detection only, `mode`
+    unless None."""
     config: dict[str, Any] = {
+        "wsUrl": ws_url,
         "frameWidth": WIDTH,
         "frameHeight": HEIGHT,
         "jpegQuality": JPEG_QUALITY,
@@ -140,24 +186,33 @@ def page_config(mode: str | None) -> dict[str, Any]:
 
 
 def measure_page(
-    browser: Browser, url: str, mode: str, rate: float, options: OverlayOptions
+    browser: Browser, site: Site, mode: str, rate: float, options: OverlayOptions
 ) -> OverlayRun | str:
-    """One page in `mode` against the backend at `url`; a string says why it could not run."""
+    """One page in `mode` on `site`; a string says why it could not run."""
+    from playwright.sync_api import TimeoutError as WaitTimeout  # noqa: PLC0415 - dev-only
+
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     context.set_default_timeout(WAIT_MS)
     try:
         page = context.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))
-        refused = open_page(page, url, page_config(mode))
+        refused = open_page(page, site.page_url, page_config(mode, site.ws_url))
         if refused is not None:
-            if "displayMode" not in refused or mode != "live":
+            if "displayMode" in refused and mode == "sync":
+                return f"this page has no displayMode setting, so no synchronised mode ({refused})"
+            if "displayMode" not in refused:
                 return f"the page refused its configuration ({refused})"
             errors.clear()  # the refusal's own uncaught error; the page has only live
-            if (refused := open_page(page, url, page_config(None))) is not None:
+            refused = open_page(page, site.page_url, page_config(None, site.ws_url))
+            if refused is not None:
                 return f"the page refused its configuration ({refused})"
         page.evaluate(f"() => {{ window.cvstack.probe = {probe_script()}; }}")
-        page.wait_for_function("() => window.cvstack.stats.results >= 3", timeout=WAIT_MS)
+        try:
+            page.wait_for_function("() => window.cvstack.stats.results >= 3")
+        except WaitTimeout:
+            status = page.text_content("#status")
+            return f"no results within {WAIT_MS // 1000} s (the page says {status!r}; {errors})"
         page.wait_for_timeout(options.warmup_s * 1000)
         before = page.evaluate("() => [performance.now(), window.cvstack.stats.results]")
         page.evaluate("() => { window.cvstack.rendered = []; }")

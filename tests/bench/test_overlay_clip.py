@@ -14,7 +14,7 @@ from numpy.typing import NDArray
 from backend.bench import overlay_clip as clip
 from backend.bench.overlay_detector import write_overlay_models
 from backend.bench.overlay_report import edge_error, measure, verdict
-from backend.bench.overlay_runner import parse_modes, parse_rates
+from backend.bench.overlay_runner import OverlayOptions, parse_modes, parse_rates
 from backend.inference.onnx_detector import OnnxDetector
 from backend.pipeline.letterbox import letterbox
 from backend.pipeline.yolo_decode import decode_yolo
@@ -126,3 +126,5 @@ def test_bench_options_are_validated() -> None:
             parse_rates(bad)
     with pytest.raises(ValueError, match="--modes"):
         parse_modes("sync,fast")
+    with pytest.raises(ValueError, match=r"no index\.html"):
+        OverlayOptions(page_dir=Path("/nonexistent"))
