@@ -49,6 +49,7 @@ class OverlayRun:
     unreadable: int  # of those, frames whose code did not read: not measured
     drawn: Errors
     held: Errors
+    load: float  # the machine's 1-minute load average when collection ended
 
     @property
     def measured(self) -> int:
@@ -60,7 +61,11 @@ class OverlayRun:
 
 
 def measure(
-    mode: str, rate: float, results_per_s: float, rendered: Sequence[Mapping[str, Any]]
+    mode: str,
+    rate: float,
+    results_per_s: float,
+    rendered: Sequence[Mapping[str, Any]],
+    load: float = 0.0,
 ) -> OverlayRun:
     """Compare every rendered frame `{probe, boxes, held}` (the page's hook) with the truth."""
     unreadable = 0
@@ -84,6 +89,7 @@ def measure(
         unreadable=unreadable,
         drawn=Errors(tuple(found["boxes"]), missing["boxes"]),
         held=Errors(tuple(found["held"]), missing["held"]),
+        load=load,
     )
 
 
@@ -113,12 +119,13 @@ def render_markdown(runs: Sequence[OverlayRun], machine: str, skipped: Sequence[
         f"Machine: {machine}.",
         "",
         "Error: mean of the four edge offsets between a drawn box and the true box, canvas px "
-        "(640x480); per rendered frame and object. Unmoved: the last result's boxes as they came.",
+        "(640x480); per rendered frame and object. Unmoved: the last result's boxes as they came. "
+        "Load: the 1-minute load average as collection ended (the numbers depend on it).",
         "",
         "| mode | cap results/s | results/s received | frames rendered | unreadable codes "
         "| frames measured | median px | p90 px | max px | frames with an object missed "
-        "| unmoved median px | unmoved p90 px | unmoved max px | target |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| unmoved median px | unmoved p90 px | unmoved max px | target | load |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for run in runs:
         drawn = [_px(run.drawn.percentile(q)) for q in (50, 90, 100)]
@@ -126,7 +133,8 @@ def render_markdown(runs: Sequence[OverlayRun], machine: str, skipped: Sequence[
         lines.append(
             f"| {run.mode} | {run.rate:g} | {run.results_per_s:.1f} | {run.rendered} "
             f"| {run.unreadable} | {run.measured} | {' | '.join(drawn)} "
-            f"| {100 * run.missed_share:.1f} % | {' | '.join(held)} | {verdict(run)} |"
+            f"| {100 * run.missed_share:.1f} % | {' | '.join(held)} | {verdict(run)} "
+            f"| {run.load:.1f} |"
         )
     lines += [f"- not measured: {reason}" for reason in skipped]
     lines.append(

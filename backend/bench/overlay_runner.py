@@ -224,7 +224,7 @@ def measure_page(
         if errors:
             return f"uncaught errors in the page: {errors}"
         results_per_s = (after[1] - before[1]) / ((after[0] - before[0]) / 1000)
-        return measure(mode, rate, results_per_s, rendered)
+        return measure(mode, rate, results_per_s, rendered, os.getloadavg()[0])
     finally:
         context.close()
 
@@ -276,6 +276,7 @@ def as_json(result: OverlayResult, machine: str, command: Sequence[str]) -> str:
             "unreadable": run.unreadable,
             "measured": run.measured,
             "missed_share": round(run.missed_share, 4),
+            "load_1min": round(run.load, 2),
             "error_px": _summary(run.drawn.percentile),
             "unmoved_error_px": _summary(run.held.percentile),
         }
