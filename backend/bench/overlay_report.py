@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from backend.bench.overlay_clip import LABELS, Box, truth
+from backend.bench.overlay_clip import FPS, FRAMES, LABELS, Box, truth
 
 # Targets of issue 15: the synchronised mode at every rate (median, p90 in px).
 SYNC_TARGET_MEDIAN_PX = 2.0
@@ -99,6 +99,23 @@ def _object_error(boxes: Sequence[Mapping[str, Any]], label: str, true: Box) -> 
     return min(errors) if errors else None
 
 
+def interpolation_floor(rate: float, phases: int = 6) -> Errors:
+    """The best an interpolating display can do on this clip at `rate` results/s: results on
+    evenly spaced frames (at `phases` offsets), boxes linear in between, every frame of a loop."""
+    step = FPS / rate
+    errors = []
+    for phase in np.arange(phases) * step / phases:
+        computed = np.unique(np.round(np.arange(phase, 2 * FRAMES + 2 * step, step)).astype(int))
+        for frame in range(FRAMES, 2 * FRAMES):
+            after = int(np.searchsorted(computed, frame, side="right"))
+            first, last = computed[after - 1], computed[after]
+            weight = (frame - first) / (last - first)
+            for label in LABELS:
+                a, b = np.asarray(truth(first)[label]), np.asarray(truth(last)[label])
+                errors.append(edge_error(list(a + (b - a) * weight), truth(frame)[label]))
+    return Errors(tuple(errors), 0)
+
+
 def verdict(run: OverlayRun) -> str:
     """Whether the run meets issue 15's target for its mode."""
     median, p90 = run.drawn.percentile(50), run.drawn.percentile(90)
@@ -137,6 +154,12 @@ def render_markdown(runs: Sequence[OverlayRun], machine: str, skipped: Sequence[
             f"| {run.load:.1f} |"
         )
     lines += [f"- not measured: {reason}" for reason in skipped]
+    for rate in sorted({run.rate for run in runs}):
+        floor = [_px(interpolation_floor(rate).percentile(q)) for q in (50, 90, 100)]
+        lines.append(
+            f"- ideal interpolation at {rate:g} results/s (results on evenly spaced frames, "
+            f"linear in between): median {floor[0]}, p90 {floor[1]}, max {floor[2]} px"
+        )
     lines.append(
         f"Targets: sync median <= {SYNC_TARGET_MEDIAN_PX:g} px and p90 <= "
         f"{SYNC_TARGET_P90_PX:g} px at every rate; live never worse than unmoved (median, p90)."

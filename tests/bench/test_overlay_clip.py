@@ -13,7 +13,7 @@ from numpy.typing import NDArray
 
 from backend.bench import overlay_clip as clip
 from backend.bench.overlay_detector import write_overlay_models
-from backend.bench.overlay_report import edge_error, measure, verdict
+from backend.bench.overlay_report import edge_error, interpolation_floor, measure, verdict
 from backend.bench.overlay_runner import OverlayOptions, parse_modes, parse_rates
 from backend.inference.onnx_detector import OnnxDetector
 from backend.pipeline.letterbox import letterbox
@@ -116,6 +116,12 @@ def test_errors_are_measured_per_object_and_unreadable_codes_counted() -> None:
     assert run.held.errors == (0.0, 0.0) and run.held.frames_missing == 2
     assert edge_error([0, 0, 10, 10], (1, 2, 13, 14)) == 2.5
     assert verdict(run) == "misses", "worse than the unmoved baseline"
+
+
+def test_the_interpolation_floor_is_zero_with_a_result_per_frame_and_grows_below() -> None:
+    assert set(interpolation_floor(30, phases=1).errors) == {0.0}
+    slow, fast = interpolation_floor(2), interpolation_floor(15)
+    assert (slow.percentile(90) or 0) > (fast.percentile(90) or 0) > 0
 
 
 def test_bench_options_are_validated() -> None:
