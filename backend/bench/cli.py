@@ -11,13 +11,16 @@ from backend.bench import (
     hostile_cli,
     motion_bench,
     nms_bench,
+    overlay_report,
+    overlay_runner,
     postprocess_bench,
     tracking_bench,
     triton_bench,
     ws_bench,
 )
 from backend.bench.bench_models import BenchModels, resolve_bench_models
-from backend.cli_support import fail, positive_int
+from backend.bench.machine import describe_machine
+from backend.cli_support import fail, positive_float, positive_int
 from backend.model_prep.manifest import ManifestError
 from backend.model_prep.yolo_export import ExportError
 from backend.paths import default_models_dir
@@ -80,6 +83,27 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     tracking.set_defaults(handler=_tracking)
 
+    overlay = commands.add_parser(
+        "overlay",
+        help="the page's drawn boxes against known positions in real Chromium, per mode and rate",
+    )
+    overlay.add_argument(
+        "--rates", default="2,5,15", help="backend caps in results/s (CVSTACK_MAX_RESULTS_PER_S)"
+    )
+    overlay.add_argument("--modes", default="sync,live", help="the page's display modes")
+    overlay.add_argument(
+        "--seconds", type=positive_float, default=20.0, help="collected per mode and rate"
+    )
+    overlay.add_argument("--warmup", type=float, default=3.0, help="seconds before collecting")
+    overlay.add_argument("--json", type=Path, default=None, help="also write the numbers here")
+    overlay.add_argument(
+        "--page-dir",
+        type=Path,
+        default=None,
+        help="measure the page in this folder (e.g. another branch's frontend/) instead of ours",
+    )
+    overlay.set_defaults(handler=_overlay)
+
     boot = commands.add_parser("boot", help="boot to ready: S3 model sync, Triton, backend")
     boot_bench.add_arguments(boot)
     boot.set_defaults(handler=boot_bench.main)
@@ -135,6 +159,25 @@ def _postprocess(args: argparse.Namespace) -> int:
     except (ManifestError, ExportError, ValueError, RuntimeError) as exc:
         return fail(str(exc))
     print(postprocess_bench.render_markdown(result), end="")
+    return 0
+
+
+def _overlay(args: argparse.Namespace) -> int:
+    try:
+        options = overlay_runner.OverlayOptions(
+            modes=overlay_runner.parse_modes(args.modes),
+            rates=overlay_runner.parse_rates(args.rates),
+            seconds=args.seconds,
+            warmup_s=args.warmup,
+            page_dir=args.page_dir,
+        )
+        result = overlay_runner.run_overlay_bench(options)
+    except (ManifestError, TritonLaunchError, ValueError, RuntimeError) as exc:
+        return fail(str(exc))
+    machine = describe_machine()
+    if args.json is not None:
+        args.json.write_text(overlay_runner.as_json(result, machine, sys.argv) + "\n")
+    print(overlay_report.render_markdown(result.runs, machine, result.skipped), end="")
     return 0
 
 

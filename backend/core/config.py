@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     max_wait_s: float = Field(30.0, ge=0)
     queue_status_interval_s: float = Field(1.0, gt=0)
     frame_queue_size: int = Field(1, ge=1, le=32)
+    # Results per second one session may get (0: no cap): caps a session's share of the GPU;
+    # the overlay benchmark runs the page at 2, 5 and 15 with it (backend/session/result_pace.py)
+    max_results_per_s: float = Field(0.0, ge=0, le=1000)
     ping_interval_s: float = Field(15.0, gt=0)
     # Fleet mode: while this file exists, no new sessions (backend/session/drain.py); unset:
     # never draining. In production /run/cvstack-fleet/drain, written by the fleet agent.

@@ -43,6 +43,7 @@ from backend.session.admission import AdmissionTimeoutError
 from backend.session.drain import DRAINING_MESSAGE
 from backend.session.frame_queue import LatestFrameQueue, QueuedFrame
 from backend.session.message_rate import MessageRate
+from backend.session.result_pace import ResultPace
 from backend.session.runtime import Runtime
 from backend.summaries.backlog import Backlog, backlog_path, remove_files
 from backend.summaries.summarizer import Summarizer, SummaryOutlet
@@ -227,8 +228,11 @@ class InferenceSession:
                 summarizer = await self._start_summarizer(params)
             await self.send(queue_status("running", gate.active, gate.waiting))
             frame_idx = 0
+            pace = ResultPace(self.settings.max_results_per_s)
             while True:
+                await pace.wait()
                 frame = await self.frames.get()
+                pace.started()
                 await self._process(pipeline, frame, frame_idx, summarizer)
                 frame_idx += 1
         except Exception as exc:  # a bug must not leave the client waiting in silence
