@@ -1,6 +1,7 @@
 /**
  * A result for a picture taken between two results' frames: boxes and keypoints moved a
- * fraction of the way from the earlier result to the later one. Only interpolation, never
+ * fraction of the way from the earlier result to the later one (boxes paired by track id, then
+ * by class and nearest centre; people by their pose boxes). Only interpolation, never
  * extrapolation: whatever the later result cannot match stays where the earlier one put it.
  */
 
@@ -66,8 +67,79 @@ export function matchPeople(before, after) {
 }
 
 /**
- * The detections between two results: tracked boxes found in both (same track id) moved by
- * `fraction`; the others as the earlier result has them.
+ * A box of the later result is taken for an untracked or re-identified box of the earlier one
+ * when it has the same class, is at most this many box sizes away and about the same size:
+ * at 2 results/s the tracker loses objects that move more than their own width between
+ * results, and their new ids would otherwise freeze the boxes until the next result.
+ */
+const NEAREST_MAX_SIZES = 3;
+const NEAREST_MAX_SIZE_RATIO = 2;
+
+/**
+ * @param {number[]} box  [x1, y1, x2, y2]
+ * @returns {number[]} [cx, cy, w, h]
+ */
+function centreSize(box) {
+  return [(box[0] + box[2]) / 2, (box[1] + box[3]) / 2, box[2] - box[0], box[3] - box[1]];
+}
+
+/**
+ * Whether `b` can be where `a` went: the distance of their centres in units of `a`'s larger
+ * side, or Infinity when they differ too much in size.
+ * @param {number[]} a  [x1, y1, x2, y2]
+ * @param {number[]} b
+ * @returns {number}
+ */
+function sizesApart(a, b) {
+  const [ax, ay, aw, ah] = centreSize(a);
+  const [bx, by, bw, bh] = centreSize(b);
+  const ratio = Math.max(aw / bw, bw / aw, ah / bh, bh / ah);
+  if (!(ratio <= NEAREST_MAX_SIZE_RATIO)) return Infinity;
+  return Math.hypot(bx - ax, by - ay) / Math.max(aw, ah, 1);
+}
+
+/**
+ * Pair the boxes of two detection results: the same track id first, then what is left by
+ * class and nearest centre (within NEAREST_MAX_SIZES box sizes, about the same size).
+ * @param {object} before  a `yolo` field
+ * @param {object} after
+ * @returns {Map<number, number>} index in `before` -> index in `after`
+ */
+export function matchDetections(before, after) {
+  const matched = new Map();
+  const taken = new Set();
+  const byTrack = new Map();
+  after.track_ids.forEach((id, j) => {
+    if (id >= 0) byTrack.set(id, j);
+  });
+  before.track_ids.forEach((id, i) => {
+    const j = id >= 0 ? byTrack.get(id) : undefined;
+    if (j !== undefined && after.classes[j] === before.classes[i]) {
+      matched.set(i, j);
+      taken.add(j);
+    }
+  });
+  const pairs = [];
+  before.boxes.forEach((a, i) => {
+    if (matched.has(i)) return;
+    after.boxes.forEach((b, j) => {
+      if (taken.has(j) || after.classes[j] !== before.classes[i]) return;
+      const apart = sizesApart(a, b);
+      if (apart <= NEAREST_MAX_SIZES) pairs.push([apart, i, j]);
+    });
+  });
+  pairs.sort((p, q) => p[0] - q[0]);
+  for (const [, i, j] of pairs) {
+    if (matched.has(i) || taken.has(j)) continue;
+    matched.set(i, j);
+    taken.add(j);
+  }
+  return matched;
+}
+
+/**
+ * The detections between two results: boxes paired by `matchDetections` moved by `fraction`;
+ * the others as the earlier result has them.
  * @param {object} before  a `yolo` field
  * @param {object | null} after
  * @param {number} fraction
@@ -75,14 +147,8 @@ export function matchPeople(before, after) {
  */
 function interpolateDetections(before, after, fraction) {
   if (!after) return before;
-  const later = new Map();
-  after.track_ids.forEach((id, j) => {
-    if (id >= 0) later.set(id, after.boxes[j]);
-  });
-  const boxes = before.boxes.map((box, i) => {
-    const next = before.track_ids[i] >= 0 ? later.get(before.track_ids[i]) : undefined;
-    return next ? lerpBox(box, next, fraction) : box;
-  });
+  const matched = matchDetections(before, after);
+  const boxes = before.boxes.map((box, i) => (matched.has(i) ? lerpBox(box, after.boxes[matched.get(i)], fraction) : box));
   return { ...before, boxes };
 }
 

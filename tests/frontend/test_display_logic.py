@@ -98,15 +98,18 @@ def test_boxes_the_later_result_cannot_match_are_held_from_the_earlier_one() -> 
     boxes = run_module(
         """
         const timeline = new ResultTimeline();
-        timeline.add(1000, result([[0, 1], [100, -1], [200, 3]]));
-        timeline.add(1200, result([[40, 1], [140, -1], [260, 4]]));
+        const later = result([[40, 1], [140, -1], [260, 4], [600, 6], [410, 7]]);
+        later.yolo.classes[4] = 2;
+        timeline.add(1000, result([[0, 1], [100, -1], [200, 3], [400, 5]]));
+        timeline.add(1200, later);
         print(timeline.sceneAt(1100).result.yolo.boxes);
         """
     )
     assert boxes[0] == [20, 10, 30, 50], "the same track: interpolated"
-    assert boxes[1] == [100, 10, 110, 50], "untracked: held"
-    assert boxes[2] == [200, 10, 210, 50], "its track is gone from the later result: held"
-    assert len(boxes) == 3, "a box new in the later result waits for its own frame"
+    assert boxes[1] == [120, 10, 130, 50], "untracked, the same class close by: interpolated"
+    assert boxes[2] == [230, 10, 240, 50], "a new id for the same class close by: interpolated"
+    assert boxes[3] == [400, 10, 410, 50], "only another class within 3 box sizes: held"
+    assert len(boxes) == 4, "a box new in the later result waits for its own frame"
 
 
 def test_nothing_is_extrapolated_past_the_newest_result() -> None:
