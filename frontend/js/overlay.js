@@ -99,20 +99,47 @@ function drawPoses(context, pose, sx, sy, line) {
   }
 }
 
+/** Flow arrows are drawn at least this far apart on the canvas, and fill at most this share of
+ * that spacing: on a dense grid, or with the long vectors of a low result rate, arrows capped at
+ * their own cell touched end to end and merged into solid stripes. */
+export const FLOW_ARROW_SPACING_PX = 24;
+export const FLOW_ARROW_FILL = 0.7;
+
+/**
+ * The motion arrows of a flow grid, in canvas pixels: one per `stride` cells so that arrows are
+ * at least FLOW_ARROW_SPACING_PX apart, each at most FLOW_ARROW_FILL of that spacing long
+ * (longer ones are scaled down, keeping their direction).
+ * @param {{fx: number[][], fy: number[][], step: number}} flow
+ * @param {number} sx  canvas px per frame px, horizontally
+ * @param {number} sy  vertically
+ * @returns {number[][]} [x0, y0, x1, y1] per arrow
+ */
+export function flowArrows(flow, sx, sy) {
+  const cell = flow.step * Math.min(sx, sy);
+  const stride = Math.max(1, Math.ceil(FLOW_ARROW_SPACING_PX / cell));
+  const maxLength = FLOW_ARROW_FILL * stride * cell;
+  const arrows = [];
+  for (let r = 0; r < flow.fx.length; r += stride) {
+    for (let c = 0; c < flow.fx[r].length; c += stride) {
+      const dx = flow.fx[r][c] * sx;
+      const dy = flow.fy[r][c] * sy;
+      const length = Math.hypot(dx, dy);
+      if (length < FLOW_MIN_PX) continue;
+      const gain = Math.min(1, maxLength / length);
+      const x0 = (c + 0.5) * flow.step * sx;
+      const y0 = (r + 0.5) * flow.step * sy;
+      arrows.push([x0, y0, x0 + dx * gain, y0 + dy * gain]);
+    }
+  }
+  return arrows;
+}
+
 function drawFlow(context, flow, sx, sy) {
   context.save();
   context.strokeStyle = "rgba(0, 255, 255, 0.8)";
   context.lineWidth = 1;
   context.beginPath();
-  flow.fx.forEach((row, r) => row.forEach((fx, c) => {
-    const fy = flow.fy[r][c];
-    const length = Math.hypot(fx, fy);
-    if (length < FLOW_MIN_PX) return;
-    const gain = Math.min(1, flow.step / length); // an arrow stays within its own cell
-    const x0 = (c + 0.5) * flow.step * sx;
-    const y0 = (r + 0.5) * flow.step * sy;
-    const x1 = x0 + fx * gain * sx;
-    const y1 = y0 + fy * gain * sy;
+  for (const [x0, y0, x1, y1] of flowArrows(flow, sx, sy)) {
     const angle = Math.atan2(y1 - y0, x1 - x0);
     context.moveTo(x0, y0);
     context.lineTo(x1, y1);
@@ -120,7 +147,7 @@ function drawFlow(context, flow, sx, sy) {
       context.moveTo(x1, y1);
       context.lineTo(x1 - 4 * Math.cos(angle + side), y1 - 4 * Math.sin(angle + side));
     }
-  }));
+  }
   context.stroke();
   context.restore();
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import subprocess
@@ -25,6 +26,7 @@ def run_module(body: str) -> Any:
         f'import {{ stageErrorStatus }} from "{(JS_DIR / "stage_errors.js").as_uri()}";\n'
         f'import {{ ServerProbe, healthUrl }} from "{(JS_DIR / "server_probe.js").as_uri()}";\n'
         f'import {{ CurrentPicture }} from "{(JS_DIR / "source.js").as_uri()}";\n'
+        f'import {{ flowArrows }} from "{(JS_DIR / "overlay.js").as_uri()}";\n'
         f"{body}\n"
     )
     done = subprocess.run(
@@ -171,3 +173,28 @@ def test_a_new_picture_source_replaces_the_current_one_only_once_it_works() -> N
         "show none: decode failed",
         "current null",
     ]
+
+
+@pytest.mark.parametrize(("step", "scale"), [(16, 2.0), (8, 1.0), (4, 1.0)])
+def test_motion_arrows_stay_apart_however_long_the_vectors(step: int, scale: float) -> None:
+    """Long vectors (a low result rate) on a dense grid once merged into solid stripes."""
+    arrows = run_module(
+        f"""
+        const rows = 240 / {step}, cols = 320 / {step};
+        const grid = (value) => Array.from({{ length: rows }}, () => new Array(cols).fill(value));
+        const fx = grid(60);
+        fx[0][0] = 0.2;  // under half a pixel: no arrow
+        const flow = {{ fx, fy: grid(0), step: {step} }};
+        console.log(JSON.stringify(flowArrows(flow, {scale}, {scale})));
+        """
+    )
+    origins = sorted({(x0, y0) for x0, y0, _, _ in arrows})
+    xs = sorted({x for x, _ in origins})
+    ys = sorted({y for _, y in origins})
+    spacing = min(b - a for a, b in itertools.pairwise(xs))
+    assert spacing >= 24, f"arrows {spacing} px apart"
+    assert min(b - a for a, b in itertools.pairwise(ys)) >= 24
+    for x0, y0, x1, y1 in arrows:
+        assert y1 == y0 and x1 > x0, "the direction is kept"
+        assert x1 - x0 <= 0.7 * spacing + 1e-9, "an arrow ends well before the next one starts"
+    assert len(arrows) == len(xs) * len(ys) - 1, "one arrow per drawn cell but the still one"
