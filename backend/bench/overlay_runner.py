@@ -27,6 +27,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from backend.bench.headless_chromium import CHROMIUM, chromium_args
 from backend.bench.overlay_clip import HEIGHT, WIDTH, probe_script, write_y4m
 from backend.bench.overlay_detector import write_overlay_models
 from backend.bench.overlay_report import OverlayRun, measure
@@ -35,7 +36,6 @@ from backend.bench.stack import backend_process, triton_on_cpu
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
 
-CHROMIUM = Path("/usr/bin/chromium")
 MODES = ("sync", "live")
 WAIT_MS = 60_000  # generous: the machine may be loaded
 JPEG_QUALITY = 0.9
@@ -118,20 +118,10 @@ def chromium(clip: Path) -> Iterator[Browser]:
     if not CHROMIUM.exists():
         raise RuntimeError(f"the overlay benchmark needs Debian's Chromium at {CHROMIUM}: "
                            "apt-get install chromium")  # fmt: skip
-    args = [
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--use-fake-ui-for-media-stream",
-        "--use-fake-device-for-media-stream",
-        f"--use-file-for-fake-video-capture={clip}",
-    ]
-    if os.geteuid() == 0:
-        args.append("--no-sandbox")
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=args)
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=chromium_args(clip)
+        )
         try:
             yield browser
         finally:

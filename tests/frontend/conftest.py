@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,11 +11,11 @@ import numpy as np
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
+from backend.bench.headless_chromium import CHROMIUM, chromium_args
 from backend.paths import REPO_ROOT
 from backend.triton_server.local_server import LocalTritonServer
 from tests.backend.service.conftest import BackendServer, backend_settings, bus_photo
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 CAMERA_SIZE = (640, 480)
 WAIT_MS = 60_000  # generous: the machine may be loaded
@@ -50,20 +49,10 @@ def browser(camera_video: Path) -> Iterator[Browser]:
     """
     if not CHROMIUM.exists():
         pytest.fail("the browser tests need Debian's chromium: apt-get install chromium")
-    args = [
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--use-fake-ui-for-media-stream",
-        "--use-fake-device-for-media-stream",
-        f"--use-file-for-fake-video-capture={camera_video}",
-    ]
-    if os.geteuid() == 0:
-        args.append("--no-sandbox")
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=args)
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=chromium_args(camera_video)
+        )
         yield chromium
         chromium.close()
 

@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from playwright.sync_api import Browser, FilePayload, Page, ViewportSize
 
-from backend.triton_server.local_server import LocalTritonServer, ServerAddress
+from backend.triton_server.local_server import LocalTritonServer
 from tests.backend.service.conftest import BackendServer, backend_settings
 from tests.frontend.conftest import (
     DETECTION_OVERRIDES,
@@ -43,18 +41,6 @@ def state_is(page: Page, state: str, timeout: float = WAIT_MS) -> None:
 
 def errors_text(page: Page) -> str:
     return page.text_content("#errors") or ""
-
-
-@pytest.fixture
-def own_triton(
-    cpu_repository: tuple[Path, list[str]], tmp_path: Path
-) -> Iterator[LocalTritonServer]:
-    """A Triton this test may stop and start again."""
-    repository, names = cpu_repository
-    server = LocalTritonServer(repository, names, tmp_path, ServerAddress.on_free_ports())
-    server.start(timeout_s=120)
-    yield server
-    server.stop()
 
 
 def test_a_dead_triton_turns_the_status_red_until_it_is_back(

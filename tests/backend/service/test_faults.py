@@ -3,29 +3,15 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import httpx
-import pytest
 
-from backend.triton_server.local_server import LocalTritonServer, ServerAddress
+from backend.triton_server.local_server import LocalTritonServer
 from tests.backend.service.conftest import BackendServer, Client, jpeg_frame
 
 OpenClient = Callable[..., tuple[Client, dict[str, Any]]]
-
-
-@pytest.fixture
-def own_triton(
-    cpu_repository: tuple[Path, list[str]], tmp_path: Path
-) -> Iterator[LocalTritonServer]:
-    """A Triton this test may stop and restart."""
-    repository, names = cpu_repository
-    server = LocalTritonServer(repository, names, tmp_path, ServerAddress.on_free_ports())
-    server.start(timeout_s=120)
-    yield server
-    server.stop()
 
 
 def next_result(client: Client, seed: int) -> dict[str, Any]:
