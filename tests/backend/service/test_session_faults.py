@@ -24,6 +24,7 @@ from backend.security.session_token import issue_token
 from backend.session import inference_session
 from backend.session.admission import AdmissionGate
 from backend.session.frame_queue import LatestFrameQueue
+from backend.session.result_pace import ResultPace
 from backend.summaries.backlog import Backlog
 from backend.summaries.summarizer import Summarizer
 from tests.backend.service.conftest import BackendServer, Client, jpeg_frame
@@ -48,6 +49,7 @@ FAULTS: dict[str, tuple[type, str, int, Callable[[], Exception]]] = {
     "ws.close": (WebSocket, "close", 1, lambda: InjectedError("close")),
     "gate.acquire": (AdmissionGate, "acquire", 1, lambda: InjectedError("acquire")),
     "frames.get": (LatestFrameQueue, "get", 2, lambda: InjectedError("get")),
+    "pace.wait": (ResultPace, "wait", 2, lambda: InjectedError("wait")),
     "pipeline.process": (SessionPipeline, "process", 2, lambda: InjectedError("process")),
     "pipeline.aclose": (SessionPipeline, "aclose", 1, lambda: InjectedError("aclose")),
     "backlog open": (Backlog, "__init__", 1, disk_full),
@@ -72,6 +74,7 @@ COVERED = {
     "self.ws.close": "ws.close",
     "gate.acquire": "gate.acquire",
     "self.frames.get": "frames.get",
+    "pace.wait": "pace.wait",
     "pipeline.process": "pipeline.process",
     "self.runtime.loop.run_in_executor": "backlog.close",  # closing or deleting the backlog
 }
