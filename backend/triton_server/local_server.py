@@ -199,16 +199,17 @@ class LocalTritonServer:
         return command
 
     def _wait_ready(self, deadline: float) -> None:
-        url = f"{self.address.http_url}/v2/health/ready"
+        """Until the models answer ready and the metrics endpoint serves: Triton opens its
+        metrics port after it reports ready, and a scrape in between was refused."""
+        waiting_for = [f"{self.address.http_url}/v2/health/ready", self.address.metrics_url]
         while time.monotonic() < deadline:
             if self._process is None or self._process.poll() is not None:
                 raise TritonLaunchError(self._exit_reason())
-            with (
-                contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError),
-                urllib.request.urlopen(url, timeout=0.5) as response,
-            ):
-                if response.status == 200:
+            if _answers_ok(waiting_for[0]):
+                waiting_for.pop(0)
+                if not waiting_for:
                     return
+                continue
             time.sleep(0.05)
         raise TritonLaunchError(
             f"Triton was not ready within the time limit; its log is {self.log_path}"
@@ -224,6 +225,16 @@ class LocalTritonServer:
         errors = [line for line in log.splitlines() if line.startswith("E") or "error" in line]
         detail = errors[-1].strip() if errors else "no error line in the log"
         return f"Triton exited during start-up: {detail} (full log: {self.log_path})"
+
+
+def _answers_ok(url: str) -> bool:
+    """Whether `url` answers 200 now."""
+    with (
+        contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError),
+        urllib.request.urlopen(url, timeout=0.5) as response,
+    ):
+        return bool(response.status == 200)
+    return False
 
 
 def _port_free(host: str, port: int) -> bool:
