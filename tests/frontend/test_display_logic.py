@@ -5,16 +5,12 @@ damped and capped extrapolation."""
 from __future__ import annotations
 
 import itertools
-import json
-import shutil
-import subprocess
 from typing import Any
 
 import pytest
 
-from backend.paths import REPO_ROOT
+from tests.frontend.page_modules import run_page_module
 
-JS_DIR = REPO_ROOT / "frontend" / "js"
 IMPORTS = {
     "frame_history.js": "FrameHistory, HISTORY_MAX_AGE_MS",
     "result_timeline.js": "ResultTimeline",
@@ -42,22 +38,7 @@ const print = (value) => console.log(JSON.stringify(value));
 
 def run_module(body: str) -> Any:
     """Run `body` as an ES module in Node beside the page's modules; it prints one JSON value."""
-    node = shutil.which("node")
-    if node is None:
-        pytest.fail("the page logic tests need Node.js: apt-get install nodejs")
-    imports = "".join(
-        f'import {{ {names} }} from "{(JS_DIR / module).as_uri()}";\n'
-        for module, names in IMPORTS.items()
-    )
-    done = subprocess.run(
-        [node, "--no-warnings", "--input-type=module", "-"],
-        input=imports + HELPERS + body,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    )
-    return json.loads(done.stdout)
+    return run_page_module(IMPORTS, HELPERS + body)
 
 
 def test_a_picture_between_two_results_gets_their_boxes_interpolated() -> None:

@@ -4,40 +4,25 @@ from __future__ import annotations
 
 import itertools
 import json
-import shutil
-import subprocess
 from typing import Any
 
 import pytest
 
-from backend.paths import REPO_ROOT
+from tests.frontend.page_modules import run_page_module
 
-JS_DIR = REPO_ROOT / "frontend" / "js"
+PAGE_IMPORTS = {
+    "stats.js": "Stats",
+    "connection.js": "closeCodeText",
+    "stage_errors.js": "stageErrorStatus",
+    "server_probe.js": "ServerProbe, healthUrl",
+    "source.js": "CurrentPicture",
+    "overlay.js": "flowArrows",
+}
 
 
 def run_module(body: str) -> Any:
     """Run `body` as an ES module in Node beside the page's modules; it prints one JSON value."""
-    node = shutil.which("node")
-    if node is None:
-        pytest.fail("the page logic tests need Node.js: apt-get install nodejs")
-    script = (
-        f'import {{ Stats }} from "{(JS_DIR / "stats.js").as_uri()}";\n'
-        f'import {{ closeCodeText }} from "{(JS_DIR / "connection.js").as_uri()}";\n'
-        f'import {{ stageErrorStatus }} from "{(JS_DIR / "stage_errors.js").as_uri()}";\n'
-        f'import {{ ServerProbe, healthUrl }} from "{(JS_DIR / "server_probe.js").as_uri()}";\n'
-        f'import {{ CurrentPicture }} from "{(JS_DIR / "source.js").as_uri()}";\n'
-        f'import {{ flowArrows }} from "{(JS_DIR / "overlay.js").as_uri()}";\n'
-        f"{body}\n"
-    )
-    done = subprocess.run(
-        [node, "--no-warnings", "--input-type=module", "-"],
-        input=script,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    )
-    return json.loads(done.stdout)
+    return run_page_module(PAGE_IMPORTS, body)
 
 
 def test_results_with_stage_errors_are_not_counted_in_inference_fps_or_latency() -> None:
