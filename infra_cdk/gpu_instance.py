@@ -196,6 +196,9 @@ class GpuInstance(Construct):
             http_endpoint=True,
             http_tokens=ec2.HttpTokens.REQUIRED,
             http_put_response_hop_limit=2,
+            # The boot report reads its cvstack:boot-requested tag here, with no IAM permission
+            # (lambdas/shared/boot_times.py); tag keys must then avoid "/" and spaces.
+            instance_metadata_tags=True,
             detailed_monitoring=True,
             disable_api_termination=config.termination_protection,
             user_data=instance_user_data(self),

@@ -70,7 +70,9 @@ class LifecycleFunctions(Construct):
         self.status = self._function(
             "Status",
             "status",
-            environment=StatusSettings.environment(**api, **status.settings),
+            environment=StatusSettings.environment(
+                **api, **status.settings, boot_estimate_s=config.boot_estimate_seconds
+            ),
             statements=status.statements,
         )
         idle = target.idle_stop()

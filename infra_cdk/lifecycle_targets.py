@@ -14,7 +14,7 @@ from aws_cdk import aws_iam as iam
 from infra_cdk import permissions
 from infra_cdk.config import StackConfig
 from infra_cdk.demand_table import DemandTable
-from lambdas.shared.instance import LAST_START_TAG
+from lambdas.shared.instance import BOOT_REQUESTED_TAG, LAST_START_TAG
 
 
 @dataclass(frozen=True)
@@ -41,19 +41,25 @@ class InstanceTarget:
     instance_arn: str
 
     def start_server(self) -> FunctionAccess:
-        """DescribeInstances, StartInstances, the last-start tag, the budget's statistics."""
+        """DescribeInstances, StartInstances, the last-start and boot-requested tags, the
+        budget's statistics."""
         return FunctionAccess(
             {"instance_id": self.instance_id},
             [
                 permissions.describe_instances(),
                 permissions.on_instance(self.instance_arn, "ec2:StartInstances"),
-                permissions.tag_last_start(self.instance_arn, LAST_START_TAG),
+                permissions.tag_last_start(self.instance_arn, LAST_START_TAG, BOOT_REQUESTED_TAG),
                 permissions.read_metrics(),
             ],
         )
 
     def status(self) -> FunctionAccess:
-        return FunctionAccess({"instance_id": self.instance_id}, [permissions.describe_instances()])
+        """DescribeInstances, and the instance's boot times for the estimate
+        (lambdas/shared/boot_times.py)."""
+        return FunctionAccess(
+            {"instance_id": self.instance_id},
+            [permissions.describe_instances(), permissions.read_metric_data()],
+        )
 
     def idle_stop(self) -> FunctionAccess:
         """DescribeInstances, StopInstances, activity statistics, its running flag."""

@@ -48,12 +48,12 @@ def session_manager() -> iam.PolicyStatement:
     )
 
 
-def tag_last_start(instance_arn: str, tag_key: str) -> iam.PolicyStatement:
-    """ec2:CreateTags on the one instance, for the one tag key."""
+def tag_last_start(instance_arn: str, *tag_keys: str) -> iam.PolicyStatement:
+    """ec2:CreateTags on the one instance, for these tag keys only."""
     return iam.PolicyStatement(
         actions=["ec2:CreateTags"],
         resources=[instance_arn],
-        conditions={"ForAllValues:StringEquals": {"aws:TagKeys": [tag_key]}},
+        conditions={"ForAllValues:StringEquals": {"aws:TagKeys": list(tag_keys)}},
     )
 
 

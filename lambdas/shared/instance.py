@@ -17,6 +17,8 @@ GONE_STATES = frozenset({"terminated", "shutting-down"})
 # Instance tag start_server writes on every /start (ISO 8601, UTC) and idle_stop reads back:
 # EC2 tags are read-after-write consistent, unlike CloudWatch datapoints (1-3 min late).
 LAST_START_TAG = "cvstack:last-start"
+# Written with it only when a /start boots the instance (lambdas/shared/boot_times.py).
+BOOT_REQUESTED_TAG = "cvstack:boot-requested"
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,7 @@ class InstanceInfo:
     state: str
     launched_at: datetime
     last_start_at: datetime | None = None
+    boot_requested_at: datetime | None = None
 
 
 def describe_instance(ec2: EC2Client, instance_id: str) -> InstanceInfo:
@@ -50,16 +53,22 @@ def describe_instance(ec2: EC2Client, instance_id: str) -> InstanceInfo:
         )
     tags = {t.get("Key"): t.get("Value", "") for t in instance.get("Tags", [])}
     return InstanceInfo(
-        instance_id, state, instance["LaunchTime"], parse_time(tags.get(LAST_START_TAG))
+        instance_id,
+        state,
+        instance["LaunchTime"],
+        parse_time(tags.get(LAST_START_TAG)),
+        parse_time(tags.get(BOOT_REQUESTED_TAG)),
     )
 
 
-def record_start(ec2: EC2Client, instance_id: str, now: datetime) -> None:
-    """Write the /start time on the instance's `LAST_START_TAG` (strongly consistent)."""
+def record_start(ec2: EC2Client, instance_id: str, now: datetime, *, boot: bool = False) -> None:
+    """Write the /start time on the instance's `LAST_START_TAG` (strongly consistent) and, when
+    this /start boots the instance (`boot`), on `BOOT_REQUESTED_TAG` too, in the same call."""
+    stamp = now.astimezone(UTC).isoformat()
+    keys = [LAST_START_TAG, BOOT_REQUESTED_TAG] if boot else [LAST_START_TAG]
     try:
         ec2.create_tags(
-            Resources=[instance_id],
-            Tags=[{"Key": LAST_START_TAG, "Value": now.astimezone(UTC).isoformat()}],
+            Resources=[instance_id], Tags=[{"Key": key, "Value": stamp} for key in keys]
         )
     except (ClientError, BotoCoreError) as error:
         raise aws_call_error(error, "ec2:CreateTags") from error

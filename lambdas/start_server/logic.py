@@ -63,7 +63,7 @@ def start_server(
         used_h = gpu_hours_today(cloudwatch, config.instance_id, now)
         if used_h >= config.daily_budget_gpu_hours:
             return budget_refusal(used_h, config.daily_budget_gpu_hours, now)
-        record_start(ec2, config.instance_id, now)
+        record_start(ec2, config.instance_id, now, boot=True)
         state, uptime_s = _start(ec2, config.instance_id), 0.0
     elif state in {"pending", "running"}:
         record_start(ec2, config.instance_id, now)

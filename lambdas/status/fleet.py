@@ -7,8 +7,10 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from lambdas.shared.boot_times import boot_estimate
 from lambdas.shared.fleet import AutoScalingClient, FleetState, describe_fleet
 from lambdas.shared.fleet_sessions import latest_sessions
+from lambdas.shared.metrics import FLEET_DIMENSION
 from lambdas.status.logic import check_ready
 
 if TYPE_CHECKING:
@@ -24,10 +26,13 @@ def fleet_status(
     sessions_per_instance: int,
     scheme: str,
     timeout_s: float,
+    boot_default_s: int,
     now: datetime,
 ) -> dict[str, object]:
     """The /status body: `ready` once an instance is in service and /ready answers 200 (the
-    load balancer routes the probe to a healthy instance)."""
+    load balancer routes the probe to a healthy instance); the boot estimate from the group's
+    series, and no elapsed time (nothing records when Auto Scaling started an instance:
+    lambdas/shared/boot_times.py)."""
     fleet = describe_fleet(autoscaling, group_name)
     sessions = latest_sessions(cloudwatch, fleet.in_service, now)
     body: dict[str, object] = {
@@ -43,7 +48,10 @@ def fleet_status(
     if fleet.in_service:
         check = check_ready(endpoint_host, scheme=scheme, timeout_s=timeout_s)
         body.update(ready=check.ready, backend=asdict(check))
-    return body
+    estimate = boot_estimate(
+        cloudwatch, (FLEET_DIMENSION, group_name), default_s=boot_default_s, now=now
+    )
+    return {**body, **estimate.fields(), "boot_elapsed_s": None}
 
 
 def fleet_state(fleet: FleetState) -> str:

@@ -30,6 +30,7 @@ def handler(event: object, context: object) -> dict[str, object]:
 
 
 def _status(settings: StatusSettings) -> ApiAnswer:
+    now = datetime.now(UTC)
     if settings.mode == "fleet":
         body = fleet_status(
             boto3.client("autoscaling"),
@@ -39,15 +40,19 @@ def _status(settings: StatusSettings) -> ApiAnswer:
             sessions_per_instance=settings.sessions_per_instance,
             scheme=settings.ready_scheme,
             timeout_s=settings.ready_timeout_s,
-            now=datetime.now(UTC),
+            boot_default_s=settings.boot_estimate_s,
+            now=now,
         )
     else:
         body = instance_status(
             boto3.client("ec2"),
+            boto3.client("cloudwatch"),
             settings.instance_id,
             settings.endpoint_host,
             scheme=settings.ready_scheme,
             timeout_s=settings.ready_timeout_s,
+            boot_default_s=settings.boot_estimate_s,
+            now=now,
         )
     logger.info("status answered", extra={"state": body["state"], "ready": body["ready"]})
     return ApiAnswer(200, body)

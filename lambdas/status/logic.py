@@ -8,9 +8,14 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
+from lambdas.shared.boot_times import boot_elapsed_s, boot_estimate
 from lambdas.shared.instance import describe_instance
+from lambdas.shared.metrics import DIMENSION
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
+    from mypy_boto3_cloudwatch import CloudWatchClient
     from mypy_boto3_ec2 import EC2Client
 
 READY_SCHEMES = frozenset({"https", "http"})
@@ -42,9 +47,18 @@ def check_ready(host: str, *, scheme: str = "https", timeout_s: float = 2.0) -> 
 
 
 def instance_status(
-    ec2: EC2Client, instance_id: str, endpoint_host: str, *, scheme: str, timeout_s: float
+    ec2: EC2Client,
+    cloudwatch: CloudWatchClient,
+    instance_id: str,
+    endpoint_host: str,
+    *,
+    scheme: str,
+    timeout_s: float,
+    boot_default_s: int,
+    now: datetime,
 ) -> dict[str, object]:
-    """The /status body: state, endpoint and (when running) the backend's readiness."""
+    """The /status body: state, endpoint, (when running) the backend's readiness, the boot
+    estimate from recent boots and, while booting, the seconds since the boot was asked for."""
     info = describe_instance(ec2, instance_id)
     body: dict[str, object] = {
         "state": info.state,
@@ -55,7 +69,12 @@ def instance_status(
     if info.state == "running":
         check = check_ready(endpoint_host, scheme=scheme, timeout_s=timeout_s)
         body.update(ready=check.ready, backend=asdict(check))
-    return body
+    estimate = boot_estimate(
+        cloudwatch, (DIMENSION, instance_id), default_s=boot_default_s, now=now
+    )
+    booting = info.state == "pending" or (info.state == "running" and not body["ready"])
+    elapsed = boot_elapsed_s(info.boot_requested_at, now) if booting else None
+    return {**body, **estimate.fields(), "boot_elapsed_s": elapsed}
 
 
 def _json(raw: bytes) -> object:

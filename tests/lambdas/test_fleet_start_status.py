@@ -251,6 +251,7 @@ def status(ready_host: str = "127.0.0.1:9", autoscaling: Any = None) -> dict[str
         sessions_per_instance=4,
         scheme="http",
         timeout_s=1.0,
+        boot_default_s=120,
         now=datetime.now(UTC),
     )
 

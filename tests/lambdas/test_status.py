@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from datetime import UTC, datetime
 
 import boto3
 import pytest
@@ -52,12 +53,25 @@ def test_unknown_scheme_is_refused() -> None:
 def test_stopped_instance_is_not_probed(instance_id: str, ready_server: ReadyServer) -> None:
     ec2 = boto3.client("ec2", region_name=REGION)
     ec2.stop_instances(InstanceIds=[instance_id])
-    body = instance_status(ec2, instance_id, ready_server.host, scheme="http", timeout_s=1)
+    cloudwatch = boto3.client("cloudwatch", region_name=REGION)
+    body = instance_status(
+        ec2,
+        cloudwatch,
+        instance_id,
+        ready_server.host,
+        scheme="http",
+        timeout_s=1,
+        boot_default_s=120,
+        now=datetime.now(UTC),
+    )
     assert body == {
         "state": "stopped",
         "endpoint": f"wss://{ready_server.host}/ws/inference",
         "ready": False,
         "backend": None,
+        "boot_estimate_s": 120,
+        "boot_samples": 0,
+        "boot_elapsed_s": None,
     }
     assert ready_server.requests == []
 
