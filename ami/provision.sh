@@ -131,7 +131,8 @@ install -m 0644 "$PREFIX"/systemd/*.service "$PREFIX"/systemd/*.timer /etc/syste
 systemctl daemon-reload
 systemctl enable nginx.service cvstack-settings.service cvstack-tls.service \
   cvstack-model-sync.service cvstack-backend-env.service cvstack-engines.service \
-  cvstack-stack.service cvstack-heartbeat.timer cvstack-fleet-agent.service
+  cvstack-stack.service cvstack-heartbeat.timer cvstack-fleet-agent.service \
+  cvstack-boot-report.service
 # Nothing instance-specific in the image: user data writes instance.env at first boot and
 # cvstack-settings reads the rest from SSM at every boot.
 rm -f /etc/cvstack/instance.env /etc/cvstack/aws.env /etc/cvstack/stack.env

@@ -13,10 +13,12 @@ from pathlib import Path
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 
 from backend.cli_support import fail, port_number, positive_float, positive_int
 from backend.instance import (
     backend_env,
+    boot_report,
     engines,
     fleet_agent,
     heartbeat,
@@ -108,6 +110,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     beat.set_defaults(handler=_heartbeat)
 
+    _register_boot_report(commands, region)
     _register_fleet_agent(commands, region)
 
     nginx = commands.add_parser("nginx-config", help="render the nginx site for given ports")
@@ -132,6 +135,31 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         )
     nginx.add_argument("--out", type=Path, required=True)
     nginx.set_defaults(handler=_nginx_config)
+
+
+def _register_boot_report(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], region: str | None
+) -> None:
+    report = commands.add_parser(
+        "boot-report",
+        help="time this boot (start request to the backend's first /ready) and publish it",
+    )
+    report.add_argument("--backend-url", default="http://127.0.0.1:8080")
+    report.add_argument("--timeout-s", type=positive_float, default=900.0)
+    report.add_argument(
+        "--uptime-file",
+        type=Path,
+        default=boot_report.UPTIME,
+        help="the kernel's uptime (tells this boot's request from an older one)",
+    )
+    report.add_argument("--instance-id", default=os.environ.get("CVSTACK_INSTANCE_ID"))
+    report.add_argument("--region", default=region)
+    report.add_argument(
+        "--fleet-group-name",
+        default=os.environ.get(settings.FLEET_GROUP_NAME) or None,
+        help=f"fleet mode: publish for this Auto Scaling group ({settings.FLEET_GROUP_NAME})",
+    )
+    report.set_defaults(handler=_boot_report)
 
 
 def _register_fleet_agent(
@@ -238,6 +266,36 @@ def _heartbeat(args: argparse.Namespace) -> int:
         group_name=args.fleet_group_name,
     )
     print(", ".join(f"{d['MetricName']}={d.get('Value', d.get('Counts'))}" for d in data))
+    return 0
+
+
+def _boot_report(args: argparse.Namespace) -> int:
+    """0 once published, or when this boot is not one to time (it says why); 1 on failures."""
+    try:
+        instance_id = args.instance_id or heartbeat.instance_id_from_imds()
+        report = boot_report.time_boot(
+            imds.imds_base_url(),
+            args.backend_url,
+            timeout_s=args.timeout_s,
+            uptime=args.uptime_file,
+        )
+    except boot_report.BootNotTimedError as reason:
+        print(f"boot not timed: {reason}")
+        return 0
+    except TimeoutError as exc:
+        return fail(f"boot not timed: {exc}")
+    except OSError as exc:
+        return fail(f"cannot read this instance's metadata from IMDS ({exc})")
+    try:
+        boot_report.publish(
+            boto3.client("cloudwatch", region_name=args.region),
+            report,
+            instance_id,
+            args.fleet_group_name,
+        )
+    except (ClientError, BotoCoreError) as exc:
+        return fail(f"boot took {report.seconds:.1f} s but could not be published: {exc}")
+    print(f"boot took {report.seconds:.1f} s (requested {report.requested_at.isoformat()})")
     return 0
 
 

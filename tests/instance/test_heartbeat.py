@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import boto3
 import pytest
@@ -46,6 +46,9 @@ class ImdsV2(BaseHTTPRequestHandler):
     """EC2's instance metadata service with tokens required (`http_tokens = required`)."""
 
     TOKEN = "imds-session-token"
+    # Instance-metadata tags (key -> value), served under TAGS when the instance has them on.
+    TAGS = "/latest/meta-data/tags/instance/"
+    tags: ClassVar[dict[str, str]] = {}
 
     def do_PUT(self) -> None:
         if (
@@ -61,6 +64,8 @@ class ImdsV2(BaseHTTPRequestHandler):
             self._reply(401, "")  # IMDSv1 is refused
         elif self.path == "/latest/meta-data/instance-id":
             self._reply(200, INSTANCE)
+        elif self.path.removeprefix(self.TAGS) in self.tags:
+            self._reply(200, self.tags[self.path.removeprefix(self.TAGS)])
         else:
             self._reply(404, "")
 
