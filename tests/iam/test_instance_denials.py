@@ -8,6 +8,7 @@ from collections.abc import Callable
 import boto3
 import pytest
 
+from backend.instance.boot_report import BOOT_REQUESTED_TAG
 from backend.instance.settings import MODELS_S3_URI
 from tests.iam.conftest import Cloud
 from tests.iam.helpers import assert_denied_but_admin_allowed
@@ -48,6 +49,10 @@ DENIALS: dict[str, Callable[[boto3.Session, Cloud], object]] = {
         Namespace="AWS/EC2", MetricData=[{"MetricName": "Forged", "Value": 1.0}]
     ),
     "stop itself": lambda s, c: s.client("ec2").stop_instances(InstanceIds=[c.instance_id]),
+    # It reads its boot-requested tag through IMDS; it may not forge one (or any tag).
+    "tag itself": lambda s, c: s.client("ec2").create_tags(
+        Resources=[c.instance_id], Tags=[{"Key": BOOT_REQUESTED_TAG, "Value": "x"}]
+    ),
 }
 
 

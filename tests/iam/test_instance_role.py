@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from backend.instance.backend_env import backend_environment
+from backend.instance.boot_report import BootReport, publish
 from backend.instance.heartbeat import ACTIVE_SESSIONS, NAMESPACE, beat
 from backend.instance.model_sync import sync_models
 from backend.instance.settings import (
@@ -23,6 +24,8 @@ from backend.model_prep.manifest import (
     save_manifest,
     sha256_of,
 )
+from lambdas.shared.boot_times import boot_estimate
+from lambdas.shared.metrics import DIMENSION
 from tests.iam.conftest import Cloud, instance_env_file
 from tests.iam.helpers import closed_loopback_host
 
@@ -89,3 +92,18 @@ def test_the_boot_jobs_run_under_the_instance_role(cloud: Cloud, tmp_path: Path)
         Statistics=["Maximum"],
     )["Datapoints"]
     assert [p["Maximum"] for p in points] == [0.0]
+
+
+def test_the_boot_report_publishes_under_the_instance_role(cloud: Cloud) -> None:
+    """BootSeconds goes out under the namespace-bound PutMetricData the heartbeat uses; the
+    status Lambda's role reads it back as its estimate."""
+    ready_at = datetime.now(UTC)
+    boot = BootReport(ready_at - timedelta(seconds=44), ready_at)
+    publish(cloud.instance_session.client("cloudwatch"), boot, cloud.instance_id, None)
+    estimate = boot_estimate(
+        cloud.lambda_session("status").client("cloudwatch"),
+        (DIMENSION, cloud.instance_id),
+        default_s=120,
+        now=ready_at + timedelta(minutes=1),
+    )
+    assert (estimate.seconds, estimate.samples, estimate.problem) == (44, 1, None)

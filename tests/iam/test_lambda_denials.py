@@ -8,7 +8,9 @@ from dataclasses import dataclass
 import boto3
 import pytest
 
-from lambdas.shared.instance import LAST_START_TAG
+from lambdas.shared.boot_times import BOOT_SECONDS
+from lambdas.shared.instance import BOOT_REQUESTED_TAG, LAST_START_TAG
+from lambdas.shared.metrics import NAMESPACE
 from tests.iam.conftest import Cloud
 from tests.iam.helpers import assert_denied_but_admin_allowed
 
@@ -32,6 +34,18 @@ DENIALS = {
         "status",
         lambda s, c: s.client("secretsmanager").get_secret_value(
             SecretId=c.lambda_environment("start_server")["SESSION_SECRET_ARN"]
+        ),
+    ),
+    "status cannot tag the instance (a boot request)": Denial(
+        "status",
+        lambda s, c: s.client("ec2").create_tags(
+            Resources=[c.instance_id], Tags=[{"Key": BOOT_REQUESTED_TAG, "Value": "x"}]
+        ),
+    ),
+    "status cannot publish a boot time": Denial(
+        "status",
+        lambda s, c: s.client("cloudwatch").put_metric_data(
+            Namespace=NAMESPACE, MetricData=[{"MetricName": BOOT_SECONDS, "Value": 1.0}]
         ),
     ),
     "start_server cannot stop the instance": Denial(

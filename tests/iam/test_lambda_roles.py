@@ -11,7 +11,7 @@ import pytest
 from lambdas.idle_stop import handler as idle_handler
 from lambdas.idle_stop.logic import check_idle
 from lambdas.idle_stop.policy import IdlePolicy
-from lambdas.shared.instance import LAST_START_TAG
+from lambdas.shared.instance import BOOT_REQUESTED_TAG, LAST_START_TAG
 from lambdas.start_server import handler as start_handler
 from lambdas.status import handler as status_handler
 from tests.iam.conftest import Cloud
@@ -45,6 +45,8 @@ def test_start_server_starts_or_reports_the_instance(
     assert body_of(response)["state"] in {"pending", "running"}
     assert cloud.instance_state() == "running"
     assert LAST_START_TAG in cloud.instance_tags()
+    booted = initial == "stopped"
+    assert (BOOT_REQUESTED_TAG in cloud.instance_tags()) == booted, "tagged only when it boots"
 
 
 @pytest.mark.parametrize("initial", ["stopped", "running"])
@@ -55,7 +57,13 @@ def test_status_reports_the_instance(
     as_lambda(monkeypatch, cloud, "status")
     response = status_handler.handler(api_event("GET", "/status"), None)
     assert response["statusCode"] == 200, response
-    assert body_of(response)["state"] == initial
+    body = body_of(response)
+    assert body["state"] == initial
+    assert "boot_estimate_problem" not in body, "GetMetricData (boot history) is allowed"
+    assert (body["boot_estimate_s"], body["boot_samples"]) == (
+        int(cloud.lambda_environment("status")["BOOT_ESTIMATE_S"]),
+        0,
+    )
 
 
 def test_idle_stop_stops_the_idle_instance(cloud: Cloud, monkeypatch: pytest.MonkeyPatch) -> None:
