@@ -9,12 +9,14 @@ from typing import Any
 from aws_cdk.assertions import Match
 
 from infra_cdk.lambda_assets import REPO_ROOT
+from lambdas.shared.instance import BOOT_REQUESTED_TAG, LAST_START_TAG
 from tests.infra.conftest import Synthesized
 
 # Actions AWS offers no resource-level permissions for: the only ones allowed Resource "*".
 UNSCOPABLE_ACTIONS = {
     "ec2:DescribeInstances",
     "cloudwatch:GetMetricStatistics",
+    "cloudwatch:GetMetricData",  # status: the boot history (lambdas/shared/boot_times.py)
     "cloudwatch:PutMetricData",
     "ssmmessages:CreateControlChannel",
     "ssmmessages:CreateDataChannel",
@@ -81,6 +83,18 @@ def test_gpu_instance_is_hardened(synthesized: Synthesized) -> None:
     # Session Manager through its minimal inline statement, not AmazonSSMManagedInstanceCore
     # (which would also allow ssm:GetParameter on every parameter).
     assert "AmazonSSMManagedInstanceCore" not in json.dumps(synthesized.resources)
+
+
+def test_the_instance_reads_its_boot_request_tag_through_imds(synthesized: Synthesized) -> None:
+    """The boot report reads cvstack:boot-requested from IMDS (instance-metadata tags), which
+    EC2 allows only when no tag key holds "/" or a space."""
+    synthesized.template.has_resource_properties(
+        "AWS::EC2::Instance", {"MetadataOptions": {"InstanceMetadataTags": "enabled"}}
+    )
+    (instance,) = of_type(synthesized, "AWS::EC2::Instance").values()
+    keys = [tag["Key"] for tag in instance["Properties"].get("Tags", [])]
+    keys += [LAST_START_TAG, BOOT_REQUESTED_TAG]
+    assert not [key for key in keys if "/" in key or " " in key], keys
 
 
 def test_imds_is_v2_only_with_two_hops_for_containers(synthesized: Synthesized) -> None:
