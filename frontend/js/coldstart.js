@@ -8,7 +8,13 @@
  *   409/429/503 {error, message, retryable, retry_after_s} (+ Retry-After): try again later;
  *   other codes: a failure the user cannot fix by waiting.
  * - GET {api}/status
- *   200 {state, endpoint, ready, backend}: `ready` once the backend's /ready answered 200.
+ *   200 {state, endpoint, ready, backend, boot_estimate_s, boot_samples, boot_elapsed_s}:
+ *   `ready` once the backend's /ready answered 200; `boot_estimate_s` the median of the
+ *   `boot_samples` most recent boots (up to 10; 0 samples: the stack's bootEstimateSeconds),
+ *   each timed from the start request to the backend's first /ready 200; `boot_elapsed_s` the
+ *   seconds since this boot was requested while it boots, else null (always null in fleet
+ *   mode); `boot_estimate_problem` (optional) why the history could not be read. The page
+ *   counts down from them (countdown.js).
  */
 
 /** Longest Retry-After the page waits by itself; a longer one (the daily budget) stops it. */
@@ -23,10 +29,11 @@ const MAX_RETRY_WAIT_S = 300;
  * @param {number} options.timeoutS  give up after this long
  * @param {(state: string, detail: string) => void} options.onProgress
  * @param {AbortSignal} options.signal  aborts the wait (the user pressed Stop)
+ * @param {import("./countdown.js").BootCountdown} [options.countdown]  fed every answer
  * @returns {Promise<{endpoint: string, token: string, expiresAt: number}>}
  * @throws {Error} when waiting cannot help (budget spent, a server fault, the time limit)
  */
-export async function coldStart(apiUrl, { apiKey, pollMs, timeoutS, onProgress, signal }) {
+export async function coldStart(apiUrl, { apiKey, pollMs, timeoutS, onProgress, signal, countdown }) {
   const base = apiUrl.replace(/\/+$/, "");
   const deadline = performance.now() + timeoutS * 1000;
   const checkTime = () => {
@@ -49,10 +56,12 @@ export async function coldStart(apiUrl, { apiKey, pollMs, timeoutS, onProgress, 
     await sleep(waitS * 1000, signal);
   }
   const estimate = `boot estimate ${started.estimated_wait_s} s`;
+  countdown?.started(started, performance.now());
   onProgress(started.state, estimate);
 
   for (;;) {
     const answer = await request(`${base}/status`, "GET", apiKey, signal);
+    if (answer.status === 200) countdown?.status(answer.body, performance.now());
     if (answer.status === 200 && answer.body.ready === true) {
       return {
         endpoint: started.endpoint ?? answer.body.endpoint,
@@ -67,6 +76,19 @@ export async function coldStart(apiUrl, { apiKey, pollMs, timeoutS, onProgress, 
     checkTime();
     await sleep(pollMs, signal);
   }
+}
+
+/**
+ * Pre-start: one POST /start when the page opens, so the GPU boots while the visitor looks
+ * (config.js `preStart`). Its answer is only reported: pressing Start runs `coldStart`, which
+ * retries what can be retried.
+ * @param {string} apiUrl
+ * @param {string | null} apiKey
+ * @returns {Promise<{status: number, body: any}>}
+ */
+export async function requestStart(apiUrl, apiKey) {
+  const { status, body } = await request(`${apiUrl.replace(/\/+$/, "")}/start`, "POST", apiKey, new AbortController().signal);
+  return { status, body };
 }
 
 /**

@@ -21,6 +21,14 @@ const DEFAULTS = Object.freeze({
   /** Connect and start as soon as the page has a picture; the stack's config.json turns it off, so
    * loading the page never boots the GPU (the visitor presses Start). */
   autoStart: true,
+  /** Production, off by default: POST /start as soon as the page opens, so the GPU boots while
+   * the visitor looks, instead of when they press Start. Every opening of the page then starts
+   * the GPU: one nobody uses runs until idle_stop stops it (`preStartCost` says what that costs
+   * at most; docs/frontend.md, "Pre-start"). */
+  preStart: false,
+  /** Production: the words shown beside pre-start, e.g. "an unused pre-start costs at most
+   * $0.21 (g4dn.xlarge, 24 min)"; null shows none. */
+  preStartCost: null,
   /** Frames are downscaled to fit this box (aspect kept) and sent as JPEG of this quality. */
   frameWidth: 320,
   frameHeight: 240,
@@ -81,7 +89,27 @@ export async function loadConfig(url = "config.json") {
   const unknown = Object.keys(overrides).filter((key) => !(key in DEFAULTS));
   if (unknown.length) throw new Error(`${url}: unknown setting(s) ${unknown.join(", ")}`);
   if ("displayMode" in overrides) checkDisplayMode(overrides.displayMode, `${url}: displayMode`);
-  return { ...DEFAULTS, ...overrides, stages: { ...DEFAULTS.stages, ...overrides.stages } };
+  const config = { ...DEFAULTS, ...overrides, stages: { ...DEFAULTS.stages, ...overrides.stages } };
+  checkPreStart(config, url);
+  return config;
+}
+
+/**
+ * Check the pre-start settings: a boolean, a text or null, and only with a start/status API.
+ * @param {typeof DEFAULTS} config
+ * @param {string} [where]  named in the error
+ * @throws {Error} naming the setting and the value
+ */
+export function checkPreStart(config, where = "config.json") {
+  if (typeof config.preStart !== "boolean") {
+    throw new Error(`${where}: preStart must be true or false, not ${JSON.stringify(config.preStart)}`);
+  }
+  if (config.preStartCost !== null && typeof config.preStartCost !== "string") {
+    throw new Error(`${where}: preStartCost must be a text or null, not ${JSON.stringify(config.preStartCost)}`);
+  }
+  if (config.preStart && !config.startApiUrl) {
+    throw new Error(`${where}: preStart needs startApiUrl (it starts the GPU through the start/status API)`);
+  }
 }
 
 /**

@@ -9,12 +9,14 @@ import { BoxMotion } from "./boxmotion.js";
 import { FrameCapture } from "./capture.js";
 import { coldStart } from "./coldstart.js";
 import { checkDisplayMode, loadConfig, localEndpoint, sessionEndpoint } from "./config.js";
+import { BootCountdown } from "./countdown.js";
 import { InferenceConnection, initParams } from "./connection.js";
 import { DisplayDelay } from "./display_delay.js";
 import { ErrorCode } from "./error_codes.js";
 import { FrameRecorder } from "./frame_recorder.js";
 import { showModels } from "./models_info.js";
 import { drawOverlay } from "./overlay.js";
+import { preStart } from "./prestart.js";
 import { ResultTimeline } from "./result_timeline.js";
 import { CurrentPicture, openCamera, openFile } from "./source.js";
 import { stageErrorStatus } from "./stage_errors.js";
@@ -268,11 +270,16 @@ async function endpoint(signal) {
   if (!session || session.expiresAt - TOKEN_MARGIN_S < Date.now() / 1000) {
     const began = performance.now();
     let progress = "requested";
-    const show = () => setState("starting", `${progress} (${((performance.now() - began) / 1000).toFixed(0)} s)`);
+    const countdown = new BootCountdown(document.getElementById("countdown"));
+    const show = () => {
+      setState("starting", `${progress} (${((performance.now() - began) / 1000).toFixed(0)} s)`);
+      countdown.show(performance.now());
+    };
     const ticker = setInterval(show, 500);
     try {
       session = await coldStart(config.startApiUrl, {
         apiKey: config.apiKey,
+        countdown,
         pollMs: config.statusPollMs,
         timeoutS: config.coldStartTimeoutS,
         signal,
@@ -284,6 +291,7 @@ async function endpoint(signal) {
       });
     } finally {
       clearInterval(ticker);
+      countdown.hide();
     }
   }
   const url = new URL(sessionEndpoint(config, session.endpoint));
@@ -372,6 +380,8 @@ ui.bind({
 });
 ui.showDisplayMode(hook.displayMode);
 setState("idle");
+/** Pre-start's outcome (prestart.js), for the console and the browser tests. */
+hook.preStart = preStart(config, document.getElementById("prestart"));
 requestAnimationFrame(render);
 await useSource(() => openCamera(pictures));
 if (config.autoStart) start();

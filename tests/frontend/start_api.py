@@ -47,6 +47,9 @@ class StartStatusApi(LoopbackServer):
     then 'running' but not ready, then the backend's real /ready check."""
 
     PENDING_POLLS: ClassVar[int] = 2
+    # /status's boot estimate (lambdas/shared/boot_times.py): the median of BOOT_SAMPLES boots.
+    BOOT_ESTIMATE_S: ClassVar[int] = 5
+    BOOT_SAMPLES: ClassVar[int] = 3
 
     def __init__(
         self,
@@ -65,11 +68,14 @@ class StartStatusApi(LoopbackServer):
         self.ready_host = ready_host or backend.url.removeprefix("http://")
         self.calls: list[str] = []
         self.preflights = 0
+        self.boot_requested_at: float | None = None
 
     def start(self) -> tuple[int, dict[str, object], int | None]:
         if self.calls.count("start") == 1:
             return 409, _refusal("stopping", "instance_stopping", retry_after_s=1), 1
         now = time.time()
+        if self.boot_requested_at is None:
+            self.boot_requested_at = now
         body: dict[str, object] = {
             "state": "pending",
             "endpoint": self.endpoint,
@@ -86,11 +92,16 @@ class StartStatusApi(LoopbackServer):
             "endpoint": self.endpoint,
             "ready": False,
             "backend": None,
+            "boot_estimate_s": self.BOOT_ESTIMATE_S,
+            "boot_samples": self.BOOT_SAMPLES,
         }
         if polls > self.PENDING_POLLS + 1:
             check = check_ready(self.ready_host, scheme="http", timeout_s=5)
             body.update(ready=check.ready, backend=asdict(check))
-        return 200, body, None
+        requested = self.boot_requested_at
+        booting = requested is not None and not body["ready"]
+        elapsed = int(time.time() - requested) if booting and requested is not None else None
+        return 200, {**body, "boot_elapsed_s": elapsed}, None
 
 
 def _refusal(state: str, code: str, *, retry_after_s: int) -> dict[str, object]:
