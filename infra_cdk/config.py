@@ -85,7 +85,10 @@ class StackConfig(BaseModel):
     root_volume_gib: PositiveInt = 100
     idle_minutes: PositiveInt = 15
     boot_grace_minutes: Annotated[int, Field(ge=0)] = 5
+    # What /status answers before any boot was measured (then: the median of recent boots).
     boot_estimate_seconds: PositiveInt = 120
+    # The page starts the GPU when it opens (docs/frontend.md, "Pre-start"); off: on Start.
+    pre_start: bool = False
     daily_budget_gpu_hours: Annotated[float, Field(gt=0)] = 4.0
     # Other origins (pages hosted elsewhere) allowed to use the API and the backend; the page
     # the stack deploys is served from the API's own origin and needs none.

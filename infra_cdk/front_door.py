@@ -35,6 +35,7 @@ from infra_cdk.config import StackConfig
 from infra_cdk.generated_secret import GeneratedSecret
 from infra_cdk.lambda_assets import REPO_ROOT
 from infra_cdk.lifecycle_api import LifecycleApi, api_key_value
+from infra_cdk.prestart_cost import pre_start_cost
 
 FRONTEND_DIR = REPO_ROOT / "frontend"
 API_KEY_HEADER = "x-api-key"
@@ -71,11 +72,20 @@ class BackendOrigin:
         return origins.VpcOrigin.with_ec2_instance(self.target, **options)
 
 
-def page_config() -> dict[str, Any]:
+def page_config(config: StackConfig | None = None) -> dict[str, Any]:
     """The page's config.json: the start/status API on the page's own origin (the page then
     opens its WebSocket to the same origin). Nothing secret: CloudFront adds the API key.
-    The GPU boots when a visitor presses Start, never because a page (or a crawler) loaded."""
-    return {"startApiUrl": "/", "autoStart": False}
+    The GPU boots when a visitor presses Start, never because a page (or a crawler) loaded,
+    unless cdk.json's `preStart` says so; the page then states what that costs at most.
+    Without `config`: cdk.json's defaults."""
+    config = config or StackConfig()
+    cost = pre_start_cost(config.instance_type, config.idle_minutes, config.boot_grace_minutes)
+    return {
+        "startApiUrl": "/",
+        "autoStart": False,
+        "preStart": config.pre_start,
+        "preStartCost": cost,
+    }
 
 
 class FrontDoor(Construct):
@@ -170,7 +180,7 @@ class FrontDoor(Construct):
             destination_bucket=self.site_bucket,
             sources=[
                 s3_deployment.Source.asset(str(FRONTEND_DIR)),
-                s3_deployment.Source.json_data("config.json", page_config()),
+                s3_deployment.Source.json_data("config.json", page_config(config)),
             ],
             distribution=self.distribution,
             distribution_paths=list(INVALIDATION_PATHS),

@@ -16,6 +16,7 @@ from infra_cdk.front_door import (
     VPC_ORIGINS_SECURITY_GROUP,
     page_config,
 )
+from infra_cdk.prestart_cost import pre_start_cost
 from tests.infra.conftest import CERTIFICATE_ARN, Synthesized
 
 # AWS's managed policies (ids fixed by CloudFront).
@@ -214,11 +215,13 @@ def test_page_is_deployed_with_its_config_and_invalidated(synthesized: Synthesiz
         if path.parent.name.removeprefix("asset.") + ".zip" in properties["SourceObjectKeys"]
     }
     (config_json,) = staged.values()
-    assert (
-        json.loads(config_json.read_text())
-        == page_config()
-        == {"startApiUrl": "/", "autoStart": False}
-    )
+    assert json.loads(config_json.read_text()) == page_config()
+    assert page_config() == {
+        "startApiUrl": "/",
+        "autoStart": False,
+        "preStart": False,
+        "preStartCost": pre_start_cost("g4dn.xlarge", 15, 5),
+    }
     page = [
         p
         for p in synthesized.outdir.glob("asset.*/index.html")
