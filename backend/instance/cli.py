@@ -97,17 +97,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     beat = commands.add_parser("heartbeat", help="publish one minute of activity to CloudWatch")
     beat.add_argument("--backend-url", default="http://127.0.0.1:8080")
     beat.add_argument("--triton-metrics-url", default="http://127.0.0.1:8002/metrics")
-    beat.add_argument("--instance-id", default=os.environ.get("CVSTACK_INSTANCE_ID"))
     beat.add_argument(
         "--state-file", type=Path, default=Path("/var/lib/cvstack/heartbeat-state.json")
     )
-    beat.add_argument("--region", default=region)
-    beat.add_argument(
-        "--fleet-group-name",
-        default=os.environ.get(settings.FLEET_GROUP_NAME) or None,
-        help="fleet mode: also publish SessionLoad for this Auto Scaling group "
-        f"({settings.FLEET_GROUP_NAME})",
-    )
+    _publisher_arguments(beat, region, "also publish SessionLoad for this Auto Scaling group")
     beat.set_defaults(handler=_heartbeat)
 
     _register_boot_report(commands, region)
@@ -137,6 +130,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     nginx.set_defaults(handler=_nginx_config)
 
 
+def _publisher_arguments(
+    parser: argparse.ArgumentParser, region: str | None, fleet_help: str
+) -> None:
+    """What a job publishing to CloudWatch takes: the instance (else IMDS's), the region and,
+    in fleet mode, the group (else cvstack-settings' stack.env value)."""
+    parser.add_argument("--instance-id", default=os.environ.get("CVSTACK_INSTANCE_ID"))
+    parser.add_argument("--region", default=region)
+    parser.add_argument(
+        "--fleet-group-name",
+        default=os.environ.get(settings.FLEET_GROUP_NAME) or None,
+        help=f"fleet mode: {fleet_help} ({settings.FLEET_GROUP_NAME})",
+    )
+
+
 def _register_boot_report(
     commands: argparse._SubParsersAction[argparse.ArgumentParser], region: str | None
 ) -> None:
@@ -152,13 +159,7 @@ def _register_boot_report(
         default=boot_report.UPTIME,
         help="the kernel's uptime (tells this boot's request from an older one)",
     )
-    report.add_argument("--instance-id", default=os.environ.get("CVSTACK_INSTANCE_ID"))
-    report.add_argument("--region", default=region)
-    report.add_argument(
-        "--fleet-group-name",
-        default=os.environ.get(settings.FLEET_GROUP_NAME) or None,
-        help=f"fleet mode: publish for this Auto Scaling group ({settings.FLEET_GROUP_NAME})",
-    )
+    _publisher_arguments(report, region, "publish for this Auto Scaling group")
     report.set_defaults(handler=_boot_report)
 
 
