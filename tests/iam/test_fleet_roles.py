@@ -64,13 +64,17 @@ def test_start_server_takes_the_group_from_zero_and_counts_the_start(
 
 
 def test_status_reports_the_fleet(fleet_cloud: Cloud, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The group, its warm pool and each in-service instance's sessions (GetMetricData)."""
+    """The group, its warm pool, each in-service instance's sessions and the group's boot
+    history (GetMetricData)."""
     scale_to_one(fleet_cloud)
     as_lambda(monkeypatch, fleet_cloud, "status")
     response = status_handler.handler(api_event("GET", "/status"), None)
     assert response["statusCode"] == 200, response
-    fleet = body_of(response)["fleet"]
+    body = body_of(response)
+    fleet = body["fleet"]
     assert isinstance(fleet, dict) and (fleet["desired"], fleet["in_service"]) == (1, 1)
+    assert "boot_estimate_problem" not in body, "the group's boot history is readable"
+    assert (body["boot_samples"], body["boot_elapsed_s"]) == (0, None)
 
 
 def test_idle_stop_takes_an_idle_fleet_to_zero(
