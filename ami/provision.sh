@@ -99,6 +99,16 @@ docker image inspect --format '{{index .RepoDigests 0}}' "$TRITON_IMAGE" "$PROME
 [[ "$TRITON_FLAVOUR" == gpu ]] \
   || { echo "provision: the image is baked for TRITON_FLAVOUR=gpu, not '$TRITON_FLAVOUR'" >&2; exit 1; }
 
+step "NVIDIA persistence mode at every boot (nvidia-persistenced): the driver stays initialised"
+# Without it the driver initialises the GPU for each client that opens it and tears it down
+# when the last one closes: nvidia-smi, the engine step and Triton would each pay it at boot.
+if [[ -n "$(systemctl list-unit-files --no-legend nvidia-persistenced.service 2>/dev/null)" ]]; then
+  systemctl enable --now nvidia-persistenced.service
+else
+  echo "provision: no nvidia-persistenced.service in the base image: each boot initialises the GPU per client" >&2
+fi
+nvidia-smi --query-gpu=name,persistence_mode --format=csv,noheader
+
 step "the Triton image has what the boot needs: the GPU, trtexec, python3"
 docker run --rm --gpus all "$TRITON_IMAGE" nvidia-smi --query-gpu=name --format=csv,noheader
 docker run --rm "$TRITON_IMAGE" test -x /usr/src/tensorrt/bin/trtexec
@@ -132,10 +142,12 @@ systemctl daemon-reload
 systemctl enable nginx.service cvstack-settings.service cvstack-tls.service \
   cvstack-model-sync.service cvstack-backend-env.service cvstack-engines.service \
   cvstack-stack.service cvstack-heartbeat.timer cvstack-fleet-agent.service \
-  cvstack-boot-report.service
+  cvstack-boot-report.service cvstack-prewarm.service
 # Nothing instance-specific in the image: user data writes instance.env at first boot and
 # cvstack-settings reads the rest from SSM at every boot.
 rm -f /etc/cvstack/instance.env /etc/cvstack/aws.env /etc/cvstack/stack.env
+# Every new root volume reads its hot files once (cvstack-prewarm.service): not this one's stamp.
+rm -f "$STATE/prewarmed"
 apt-get clean
 
 step "done: image ready; the CDK stack reads its id from SSM after the bake"

@@ -11,6 +11,12 @@
 # CACHE/<GPU model>/trt-<TensorRT version>/<plan id>.plan on the root volume: the first boot
 # builds them (minutes), every later boot links the cached file (milliseconds), and a new
 # instance type, Triton image or model builds new ones.
+#
+# Every later boot runs it on the host instead, with no container (ami/scripts/engines.sh):
+#   TRT_VERSION=X.Y.Z CACHED_ONLY=1 build-engines.sh ...   links cached plans; exits 3, building
+#                                                           nothing, when one is not cached
+#   TRT_VERSION_FILE=F build-engines.sh ...                 writes the image's TensorRT version
+#                                                           to F once every plan is in place
 set -euo pipefail
 
 REPOSITORY="${1:?usage: build-engines.sh REPOSITORY CACHE}"
@@ -41,10 +47,11 @@ tensorrt_version() {
 
 jobs_file="$REPOSITORY/engine-jobs.txt"
 [[ -f "$jobs_file" ]] || die "no $jobs_file; run \`cvstack instance repository --flavour gpu\` first"
-[[ -x "$TRTEXEC" ]] || die "trtexec not found at $TRTEXEC (set TRTEXEC)"
+cached_only="${CACHED_ONLY:-}"
+[[ -n "$cached_only" || -x "$TRTEXEC" ]] || die "trtexec not found at $TRTEXEC (set TRTEXEC)"
 
 gpu="$(gpu_model)"
-trt="$(tensorrt_version)"
+trt="${TRT_VERSION:-$(tensorrt_version)}"
 plans="$CACHE/$gpu/trt-$trt"
 mkdir -p "$plans"
 
@@ -54,6 +61,9 @@ while read -r -a job; do
   plan="$plans/${job[1]}.plan"
   if [[ -s "$plan" ]]; then
     echo "build-engines: $model: cached plan $plan"
+  elif [[ -n "$cached_only" ]]; then
+    echo "build-engines: $model: no cached plan for $gpu, TensorRT $trt (CACHED_ONLY: not building)" >&2
+    exit 3
   else
     echo "build-engines: $model: building for $gpu, TensorRT $trt (once; takes minutes)"
     # Written under a temporary name first: an interrupted build never looks cached.
@@ -68,4 +78,8 @@ while read -r -a job; do
   ln -f "$plan" "$REPOSITORY/$model/1/model.plan" 2>/dev/null \
     || cp -f "$plan" "$REPOSITORY/$model/1/model.plan"
 done <"$jobs_file"
+if [[ -n "${TRT_VERSION_FILE:-}" ]]; then
+  printf '%s\n' "$trt" >"$TRT_VERSION_FILE.partial"
+  mv -f "$TRT_VERSION_FILE.partial" "$TRT_VERSION_FILE"
+fi
 echo "build-engines: plans ready for $gpu, TensorRT $trt"

@@ -104,7 +104,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     overlay.set_defaults(handler=_overlay)
 
-    boot = commands.add_parser("boot", help="boot to ready: S3 model sync, Triton, backend")
+    boot = commands.add_parser("boot", help="the boot chain step by step, before and after")
     boot_bench.add_arguments(boot)
     boot.set_defaults(handler=boot_bench.main)
 

@@ -9,11 +9,36 @@ from typing import Any
 import numpy as np
 import tritonclient.grpc.aio as grpcclient
 from numpy.typing import NDArray
+from tritonclient.grpc import MAX_GRPC_MESSAGE_SIZE, KeepAliveOptions
 from tritonclient.utils import InferenceServerException
 
 from backend.inference.yolo_contract import YoloContract
 from backend.model_prep.manifest import ModelEntry
 from backend.protocol.error_codes import ErrorCode, StageError
+
+# gRPC waits longer after each failed connect (1 s, 1.6 s, 2.6 s ... up to 120 s). The backend
+# starts beside Triton at boot (ami/compose.yaml) and reaches it only once Triton listens: with
+# those defaults its `/ready` saw a Triton that had been ready for seconds. Try again every
+# 0.1-1 s instead, on loopback.
+RECONNECT_BACKOFF_MS = (
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+)
+
+
+def channel_args() -> list[tuple[str, Any]]:
+    """tritonclient's own channel options (message sizes, keepalive) plus the short backoff."""
+    keepalive = KeepAliveOptions()
+    return [
+        ("grpc.max_send_message_length", MAX_GRPC_MESSAGE_SIZE),
+        ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE_SIZE),
+        ("grpc.keepalive_time_ms", keepalive.keepalive_time_ms),
+        ("grpc.keepalive_timeout_ms", keepalive.keepalive_timeout_ms),
+        ("grpc.keepalive_permit_without_calls", keepalive.keepalive_permit_without_calls),
+        ("grpc.http2.max_pings_without_data", keepalive.http2_max_pings_without_data),
+        *RECONNECT_BACKOFF_MS,
+    ]
 
 
 class TritonModels:
@@ -29,7 +54,7 @@ class TritonModels:
         self.timeout_s = timeout_s
         self.models = models
         self.contracts = {name: YoloContract.of(entry) for name, entry in models.items()}
-        self._client = grpcclient.InferenceServerClient(url)
+        self._client = grpcclient.InferenceServerClient(url, channel_args=channel_args())
 
     async def infer(self, model: str, images: NDArray[Any]) -> NDArray[np.float32]:
         """Run one `[1, 3, S, S]` batch; returns the first output without the batch axis."""

@@ -28,7 +28,7 @@ from backend.instance import (
     settings,
 )
 from backend.model_prep.manifest import ManifestError, load_manifest
-from backend.triton_server.repository import FLAVOURS
+from backend.triton_server.repository import FLAVOURS, Flavour
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -49,6 +49,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     sync.add_argument("--source", default=os.environ.get("CVSTACK_MODELS_S3_URI"))
     sync.add_argument("--target", type=Path, default=Path("/var/lib/cvstack/models"))
     sync.add_argument("--region", default=region)
+    sync.add_argument(
+        "--repository",
+        type=Path,
+        default=None,
+        help="then render the model repository Triton serves here, as `repository` does (one "
+        "container start at boot instead of two)",
+    )
+    sync.add_argument(
+        "--flavour",
+        choices=FLAVOURS,
+        default=None,
+        help="the repository's flavour (with --repository)",
+    )
     sync.set_defaults(handler=_sync)
 
     repository = commands.add_parser(
@@ -189,6 +202,8 @@ def _sync(args: argparse.Namespace) -> int:
         return fail(
             "no model store: pass --source s3://bucket/models/ or set CVSTACK_MODELS_S3_URI"
         )
+    if args.repository is not None and args.flavour is None:
+        return fail("--repository needs --flavour cpu|gpu (TRITON_FLAVOUR in ami/versions.env)")
     try:
         report = model_sync.sync_models(
             boto3.client("s3", region_name=args.region), args.source, args.target
@@ -196,7 +211,9 @@ def _sync(args: argparse.Namespace) -> int:
     except model_sync.ModelSyncError as exc:
         return fail(str(exc))
     print(report.summary())
-    return 0
+    if args.repository is None:
+        return 0
+    return _render(args.target, args.repository, args.flavour)
 
 
 def _settings(args: argparse.Namespace) -> int:
@@ -213,13 +230,15 @@ def _settings(args: argparse.Namespace) -> int:
 
 
 def _repository(args: argparse.Namespace) -> int:
+    return _render(args.models_dir, args.out, args.flavour)
+
+
+def _render(models_dir: Path, out: Path, flavour: Flavour) -> int:
     try:
-        models = engines.write_repository(
-            load_manifest(args.models_dir), args.models_dir, args.out, args.flavour
-        )
+        models = engines.write_repository(load_manifest(models_dir), models_dir, out, flavour)
     except (ManifestError, ValueError) as exc:
         return fail(str(exc))
-    print(f"{args.flavour} repository at {args.out} with {len(models)} models")
+    print(f"{flavour} repository at {out} with {len(models)} models")
     return 0
 
 

@@ -1,8 +1,9 @@
 """A stand-in `docker` for the image's scripts where the real one would need the GPU or a
 registry (tests/instance/test_scripts.py). It runs each container's command on this machine:
-`-v HOST:CONTAINER` mounts become path rewrites, the image's tools map to stand-ins, and a
-detached `tritonserver` becomes a tiny KServe v2 HTTP server that computes the smoke model
-(ami/smoke/model.onnx) with onnxruntime. Configured by the JSON file in $FAKE_DOCKER_CONFIG:
+`-v HOST:CONTAINER` mounts become path rewrites (also of `-e NAME=VALUE`), the image's tools map
+to stand-ins, and a detached `tritonserver` becomes a tiny KServe v2 HTTP server that computes
+the smoke model (ami/smoke/model.onnx) with onnxruntime. Configured by the JSON file in
+$FAKE_DOCKER_CONFIG:
 
     log       file that gets one line per call
     images    image -> {"tool in the image": "command here"} (tritonserver: "serve")
@@ -53,6 +54,7 @@ def main(argv: list[str]) -> int:
 
 def run(args: list[str], config: dict[str, Any], state: Path) -> int:
     mounts: dict[str, str] = {}
+    env: dict[str, str] = {}
     detach = False
     while args[0].startswith("-"):
         option = args.pop(0)
@@ -63,6 +65,9 @@ def run(args: list[str], config: dict[str, Any], state: Path) -> int:
             if option == "-v":
                 host, container = value.split(":")[:2]
                 mounts[container] = host
+            elif option == "-e" and "=" in value:
+                name, _, setting = value.partition("=")
+                env[name] = setting
     image, tool, *rest = args
     tools: dict[str, str] = config["images"][image]
     rest = [_rewrite(arg, mounts) for arg in rest]
@@ -81,7 +86,8 @@ def run(args: list[str], config: dict[str, Any], state: Path) -> int:
     command = [_rewrite(tools[tool], mounts), *rest]
     if detach:
         raise AssertionError("only tritonserver runs detached")
-    return subprocess.run(command, check=False).returncode
+    settings = {name: _rewrite(value, mounts) for name, value in env.items()}
+    return subprocess.run(command, env={**os.environ, **settings}, check=False).returncode
 
 
 def _rewrite(arg: str, mounts: dict[str, str]) -> str:

@@ -12,6 +12,7 @@ import boto3
 import pytest
 
 from backend.cli import main
+from backend.instance.engines import JOBS_FILE
 from backend.instance.model_sync import ModelSyncError, sync_models
 from backend.model_prep.manifest import MANIFEST_NAME, load_manifest, sha256_of, verify_files
 
@@ -126,3 +127,20 @@ def test_the_cli_syncs_and_reports(
     assert "already current" in capsys.readouterr().out
     assert main(["instance", "sync-models", "--source", "http://x", "--target", "y"]) == 2
     assert "s3://bucket/prefix/" in capsys.readouterr().err
+
+
+def test_the_cli_renders_the_repository_in_the_same_process(
+    store: S3Client, models: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One container start at boot for the sync and the repository Triton serves."""
+    upload(store, models)
+    target, repository = tmp_path / "models", tmp_path / "repository"
+    args = ["instance", "sync-models", "--source", SOURCE, "--target", str(target)]
+    args += ["--region", "us-east-1", "--repository", str(repository)]
+    assert main(args) == 2  # no flavour: refused before anything is synced
+    assert "--flavour cpu|gpu" in capsys.readouterr().err and not target.exists()
+    assert main([*args, "--flavour", "gpu"]) == 0
+    assert "gpu repository at" in capsys.readouterr().out
+    assert (repository / JOBS_FILE).is_file()
+    served = {p.name for p in repository.iterdir() if p.is_dir()}
+    assert served == {n for n, e in load_manifest(target).models.items() if e.served_by_triton}

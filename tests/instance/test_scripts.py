@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import ssl
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from backend.instance.engines import JOBS_FILE, write_repository
 from backend.model_prep.manifest import Manifest
 from backend.paths import REPO_ROOT
 from backend.triton_server.local_server import ServerAddress
+from backend.triton_server.repository import Flavour
 from tests.instance import fake_docker
 from tests.instance.conftest import make_self_signed, require_tool
 
@@ -217,55 +219,71 @@ def _docker_calls(root: Path) -> list[str]:
     return (root / "docker.log").read_text().splitlines()
 
 
-def _tree(folder: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(folder)): p.read_bytes()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file() and "__pycache__" not in p.parts  # Triton compiles model.py when serving
-    }
+def _engines(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(ENGINES)], env=env, capture_output=True, text=True, check=False
+    )
 
 
-def test_engines_cpu_flavour_renders_the_repository_the_cpu_tests_run(
-    yolo_models_dir: Path, cpu_repository: tuple[Path, list[str]], tmp_path: Path
-) -> None:
+def _state_with_repository(
+    tmp_path: Path, manifest: Manifest, models_dir: Path, flavour: Flavour
+) -> Path:
+    """The state folder as the model sync leaves it: models plus the rendered repository."""
     state = tmp_path / "state"
     state.mkdir()
-    (state / "models").symlink_to(yolo_models_dir)
+    (state / "models").symlink_to(models_dir)
+    write_repository(manifest, models_dir, state / "repository", flavour)
+    return state
+
+
+def test_engines_cpu_flavour_has_nothing_to_do_and_starts_no_container(
+    manifest: Manifest, yolo_models_dir: Path, tmp_path: Path
+) -> None:
+    state = _state_with_repository(tmp_path, manifest, yolo_models_dir, "cpu")
     env = _fake_docker(tmp_path, _fake_tools(tmp_path, "Tesla T4", "10.5.0"))
     env.update(TRITON_FLAVOUR="cpu", CVSTACK_STATE_DIR=str(state))
-    result = subprocess.run(
-        ["bash", str(ENGINES)], env=env, capture_output=True, text=True, check=False
-    )
+    result = _engines(env)
     assert result.returncode == 0, result.stderr
-    [call] = _docker_calls(tmp_path)  # no TensorRT container for cpu
-    assert "--gpus" not in call and "repository --flavour cpu" in call
-    assert _tree(state / "repository") == _tree(cpu_repository[0])
+    assert not (tmp_path / "docker.log").exists()  # no container start
     assert _calls(tmp_path) == 0
+    shutil.rmtree(state / "repository")
+    missing = _engines(env)
+    assert missing.returncode != 0 and "sync-models --repository" in missing.stderr
 
 
-def test_engines_gpu_flavour_builds_plans_in_the_triton_image_with_the_gpu(
-    yolo_models_dir: Path, tmp_path: Path
+def test_engines_gpu_builds_plans_in_the_triton_image_once_then_links_them_on_the_host(
+    manifest: Manifest, yolo_models_dir: Path, tmp_path: Path
 ) -> None:
-    state = tmp_path / "state"
-    state.mkdir()
-    (state / "models").symlink_to(yolo_models_dir)
+    state = _state_with_repository(tmp_path, manifest, yolo_models_dir, "gpu")
     env = _fake_docker(tmp_path, _fake_tools(tmp_path, "Tesla T4", "10.5.0"))
     env.update(TRITON_FLAVOUR="gpu", CVSTACK_STATE_DIR=str(state))
-    result = subprocess.run(
-        ["bash", str(ENGINES)], env=env, capture_output=True, text=True, check=False
-    )
-    assert result.returncode == 0, result.stderr
-    render, build = _docker_calls(tmp_path)
-    assert "repository --flavour gpu" in render and BACKEND_IMAGE in render
-    assert "--gpus all" in build and TRITON_IMAGE in build and "build-engines.sh" in build
     jobs = (state / "repository" / JOBS_FILE).read_text().splitlines()
+
+    first = _engines(env)  # the first boot: the build runs in the Triton image, with the GPU
+    assert first.returncode == 0, first.stderr
+    [build] = _docker_calls(tmp_path)
+    assert "--gpus all" in build and TRITON_IMAGE in build and "build-engines.sh" in build
     assert _calls(tmp_path) == len(jobs) > 0
+    [version] = (state / "engines").glob("tensorrt-version-*")
+    assert version.read_text() == "10.5.0\n"  # what the next boot links with, on the host
+
+    for job in jobs:  # every later boot (a fresh repository, as the model sync renders it)
+        (state / "repository" / job.split()[0] / "1" / "model.plan").unlink()
+    later = _engines(env)
+    assert later.returncode == 0, later.stderr
+    assert "linked without a container" in later.stdout
+    assert len(_docker_calls(tmp_path)) == 1 and _calls(tmp_path) == len(jobs)  # no rebuild
     for job in jobs:
         assert (state / "repository" / job.split()[0] / "1" / "model.plan").is_file()
-    wrong = subprocess.run(
-        ["bash", str(ENGINES)], env={**env, "TRITON_FLAVOUR": "tpu"}, capture_output=True,
-        text=True, check=False,
-    )  # fmt: skip
+
+    (tmp_path / "a10g").mkdir()
+    a10g = _fake_docker(tmp_path / "a10g", _fake_tools(tmp_path, "NVIDIA A10G", "10.5.0"))
+    a10g.update(TRITON_FLAVOUR="gpu", CVSTACK_STATE_DIR=str(state))
+    other_gpu = _engines(a10g)  # a plan not cached for this GPU: built in the image, not skipped
+    assert other_gpu.returncode == 0, other_gpu.stderr
+    assert "no cached plan for NVIDIA_A10G" in other_gpu.stderr
+    assert _calls(tmp_path) == 2 * len(jobs)
+    wrong = _engines({**env, "TRITON_FLAVOUR": "tpu"})
     assert wrong.returncode != 0 and "must be cpu or gpu" in wrong.stderr
 
 

@@ -83,6 +83,7 @@ STEPS = [
     "cvstack-heartbeat.service",
     AGENT_UNIT,
 ]
+PREWARM_UNIT = "cvstack-prewarm.service"
 NEW_ORIGIN = "https://second-boot.rehearsal.example"
 HEARTBEAT_AFTER_S = 60  # cvstack-heartbeat.timer: OnBootSec=1min
 BOOT_TIMEOUT_S = 300
@@ -179,6 +180,7 @@ def test_the_image_boots_twice_with_changed_settings(rehearsal: Rehearsal) -> No
     fetched_first, log_mark = rehearsal.s3_downloads()
     assert any(key.endswith(".onnx") for key in fetched_first), fetched_first
     heartbeat = wait_for_heartbeat(first, rehearsal.cloud.instance_id, cloudwatch)
+    prewarm = wait_for_prewarm(first)
     times_first = first.unit_times(STEPS)
     imds = rehearsal.imds_requests()
     assert any(r["method"] == "PUT" and r["status"] == 200 for r in imds), imds
@@ -210,6 +212,7 @@ def test_the_image_boots_twice_with_changed_settings(rehearsal: Rehearsal) -> No
     ready_second = wait_ready(second, BOOT_TIMEOUT_S)
     times_second = check_boot(second)
     assert "retry: try 1 of 12 failed" in second.journal("cvstack-settings.service")
+    check_prewarm_skipped(second)
     context_second = instance_tls_context(rehearsal.root)
     accepted = websocket_reply(context_second, NEW_ORIGIN, token)
     assert accepted.get("type") != "error", accepted
@@ -226,6 +229,7 @@ def test_the_image_boots_twice_with_changed_settings(rehearsal: Rehearsal) -> No
         rehearsal,
         [("first boot", times_first, ready_first), ("second boot", times_second, ready_second)],
         heartbeat=heartbeat,
+        prewarm=prewarm,
         halt_s=halt_first,
         fleet=fleet,
     )
@@ -264,11 +268,35 @@ def wait_for_heartbeat(boot: Boot, instance_id: str, cloudwatch: object) -> floa
     )
 
 
+def wait_for_prewarm(boot: Boot, timeout_s: float = 120) -> str:
+    """The first boot's read of the root volume (cvstack-prewarm.service): its own summary line,
+    once it has exited successfully and left its stamp."""
+    deadline = time.monotonic() + timeout_s
+    state = ""
+    while time.monotonic() < deadline:
+        state = boot.exec(["systemctl", "show", "--property=ActiveState,Result", PREWARM_UNIT])
+        if "ActiveState=inactive" in state or "ActiveState=failed" in state:
+            break
+        time.sleep(0.5)
+    journal = boot.journal(PREWARM_UNIT)
+    assert "Result=success" in state and "ActiveState=inactive" in state, f"{state}\n{journal}"
+    assert boot.exec(["cat", "/var/lib/cvstack/prewarmed"]).strip(), "no stamp"
+    [line] = [line for line in journal.splitlines() if "prewarm: read" in line]
+    return line.split("prewarm: ", 1)[1]
+
+
+def check_prewarm_skipped(boot: Boot) -> None:
+    """The root volume was read once, on its first boot: not again."""
+    skipped = boot.exec(["systemctl", "show", "--property=ConditionResult", PREWARM_UNIT])
+    assert skipped.strip() == "ConditionResult=no", skipped
+
+
 def render_report(
     rehearsal: Rehearsal,
     boots: list[tuple[str, dict[str, UnitTimes], float]],
     *,
     heartbeat: float,
+    prewarm: str,
     halt_s: float,
     fleet: FleetRun,
 ) -> str:
@@ -298,7 +326,9 @@ def render_report(
         f"First heartbeat in CloudWatch: {heartbeat:.1f} s after the first boot started "
         f"(timer OnBootSec=1min). Halt (power off, `compose down`): {halt_s:.1f} s. "
         "The second boot includes one injected IMDS credentials outage: cvstack-settings "
-        "fails its first try and retries 5 s later.",
+        "fails its first try and retries 5 s later. "
+        f"The first boot's read of the root volume (`{PREWARM_UNIT}`, in the background): "
+        f"{prewarm}; the second boot skipped it.",
         *(
             f"Deviation on this host: {line.removeprefix('DEVIATION: ')}"
             for line in (rehearsal.logs / "install-image.log").read_text().splitlines()

@@ -10,10 +10,11 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 import pytest
+from tritonclient.grpc import MAX_GRPC_MESSAGE_SIZE, KeepAliveOptions
 
 from backend.app import create_app
 from backend.core.config import Settings
-from backend.inference.triton_models import TritonModels
+from backend.inference.triton_models import TritonModels, channel_args
 from backend.inference.yolo_contract import ModelContractError, YoloContract
 from backend.model_prep.manifest import (
     COCO_KEYPOINTS,
@@ -168,3 +169,13 @@ def test_prepared_models_fit_their_contract(model: str, yolo_models_dir: Path) -
     output = session.run([contract.output_name], {contract.input_name: image})[0][0]
     axis = 0 if contract.output_format == "yolo_raw" else 1
     assert output.shape[axis] == contract.values_per_detection
+
+
+def test_the_triton_client_keeps_tritonclient_s_options_and_retries_within_a_second() -> None:
+    """The backend starts beside Triton at boot: gRPC's default reconnect backoff (up to 120 s)
+    would leave `/ready` at 503 for seconds after Triton is ready."""
+    options = dict(channel_args())
+    assert options["grpc.max_receive_message_length"] == MAX_GRPC_MESSAGE_SIZE
+    assert options["grpc.keepalive_timeout_ms"] == KeepAliveOptions().keepalive_timeout_ms
+    assert options["grpc.initial_reconnect_backoff_ms"] <= options["grpc.max_reconnect_backoff_ms"]
+    assert options["grpc.max_reconnect_backoff_ms"] <= 1000
