@@ -14,6 +14,9 @@ count it down), as IMDS can in the first seconds of a boot before the instance p
 it by rewriting the file. Without it that item is missing (404), as for an instance outside a
 group (single mode).
 
+`--tags-dir`: each file in it is an instance tag (file name = key, text = value), served at
+`tags/instance/<key>` and listed at `tags/instance`, as EC2 does with instance-metadata tags on.
+
     python -m tests.rehearsal.fake_imds --instance-id i-... --region eu-west-1 --log FILE
 """
 
@@ -33,6 +36,7 @@ TTL_HEADER = "X-aws-ec2-metadata-token-ttl-seconds"
 TOKEN_HEADER = "X-aws-ec2-metadata-token"
 MAX_TTL_S = 21600
 LIFECYCLE_STATE_PATH = "/latest/meta-data/autoscaling/target-lifecycle-state"
+TAGS_PATH = "/latest/meta-data/tags/instance"
 
 
 class Metadata:
@@ -47,6 +51,7 @@ class Metadata:
         *,
         outage: Path | None = None,
         lifecycle_state: Path | None = None,
+        tags: Path | None = None,
     ) -> None:
         zone = f"{region}a"
         now = datetime.now(UTC)
@@ -79,6 +84,7 @@ class Metadata:
         self.log = log
         self.outage = outage
         self.lifecycle_state = lifecycle_state
+        self.tags = tags
         self.lock = threading.Lock()
 
     def item(self, path: str) -> str | None:
@@ -87,7 +93,18 @@ class Metadata:
             if self.lifecycle_state is None or not self.lifecycle_state.is_file():
                 return None
             return self.lifecycle_state.read_text().strip()
+        if path.rstrip("/").startswith(TAGS_PATH):
+            return self.tag(path.rstrip("/").removeprefix(TAGS_PATH).lstrip("/"))
         return self.paths.get(path) or self.paths.get(path.rstrip("/"))
+
+    def tag(self, key: str) -> str | None:
+        """One tag's value, or the keys one per line when `key` is empty; None: no such tag."""
+        if self.tags is None or not self.tags.is_dir():
+            return None
+        if not key:
+            return "\n".join(sorted(p.name for p in self.tags.iterdir())) or None
+        path = self.tags / key
+        return path.read_text() if "/" not in key and path.is_file() else None
 
     def in_outage(self, path: str) -> bool:
         """Whether this credentials request falls in an injected outage (counted down)."""
@@ -177,6 +194,7 @@ def main() -> None:
     parser.add_argument("--log", type=Path, required=True)
     parser.add_argument("--outage-file", type=Path)
     parser.add_argument("--lifecycle-state-file", type=Path)
+    parser.add_argument("--tags-dir", type=Path)
     args = parser.parse_args()
     metadata = Metadata(
         args.instance_id,
@@ -185,6 +203,7 @@ def main() -> None:
         args.log,
         outage=args.outage_file,
         lifecycle_state=args.lifecycle_state_file,
+        tags=args.tags_dir,
     )
     server = ThreadingHTTPServer((args.address, args.port), handler_for(metadata))
     server.serve_forever()

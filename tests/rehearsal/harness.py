@@ -716,6 +716,8 @@ class Rehearsal:
                         str(self.logs / "imds-outage"),
                         "--lifecycle-state-file",
                         str(self.logs / "imds-lifecycle-state"),
+                        "--tags-dir",
+                        str(self.logs / "imds-tags"),
                     ],
                     self.logs / "imds.log",
                 )
@@ -861,6 +863,18 @@ class Rehearsal:
         partial = path.with_name(f"{path.name}.partial")
         partial.write_text(state)
         partial.replace(path)  # IMDS reads the old state or the new one, never an empty file
+
+    def instance_tag(self, key: str, value: str | None) -> None:
+        """Set (or with None remove) one of the instance's tags, as IMDS serves them with
+        instance-metadata tags on (start_server tags the instance it boots)."""
+        tags = self.logs / "imds-tags"
+        tags.mkdir(exist_ok=True)
+        if value is None:
+            (tags / key).unlink(missing_ok=True)
+            return
+        partial = tags.with_name(f"{key}.partial")
+        partial.write_text(value)
+        partial.replace(tags / key)
 
     def failed_aws_calls(self) -> int:
         """Calls from the instance that moto_server answered 500 (what it answers for an action

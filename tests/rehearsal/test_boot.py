@@ -26,6 +26,7 @@ import pytest
 from websockets.sync.client import connect
 from websockets.typing import Origin
 
+from backend.instance.boot_report import BOOT_REQUESTED_TAG, BOOT_SECONDS
 from backend.security.session_token import issue_token
 from infra_cdk.front_door import ORIGIN_SECRET_HEADER
 from tests.rehearsal.fleet_mode import (
@@ -48,6 +49,8 @@ from tests.rehearsal.harness import (
 from tests.tls_websocket import serialized
 
 pytestmark = [pytest.mark.rehearsal, pytest.mark.timeout(900)]
+
+BOOT_REPORT_UNIT = "cvstack-boot-report.service"
 
 # docs/deploy.md's boot order: (earlier, later) = `later` starts only once `earlier` is done.
 ORDER = [
@@ -159,7 +162,9 @@ def test_the_image_boots_twice_with_changed_settings(rehearsal: Rehearsal) -> No
     token = issue_token(rehearsal.session_secret, now=time.time())
     assert rehearsal.cloud is not None
 
-    # First boot: user data, settings, model download, stack, heartbeat.
+    # First boot: user data, settings, model download, stack, heartbeat; start_server's
+    # boot-requested tag (read through IMDS) makes the boot report time it.
+    tagged = tag_boot_request(rehearsal)
     first = rehearsal.boot("first")
     ready_first = wait_ready(first, BOOT_TIMEOUT_S)
     times_first = check_boot(first)
@@ -167,20 +172,16 @@ def test_the_image_boots_twice_with_changed_settings(rehearsal: Rehearsal) -> No
     context = instance_tls_context(rehearsal.root)
     refused = websocket_reply(context, NEW_ORIGIN, token)
     assert refused.get("code") == "origin_not_allowed", refused
-    # The front door's listener: nothing without CloudFront's secret, the backend with it, and
-    # a same-origin page (allowlist "self" from the stack's settings) gets its session.
-    assert origin_status("/ready", None) == 403
-    assert origin_status("/ready", "x" * len(rehearsal.origin_secret)) == 403
-    assert origin_status("/ready", rehearsal.origin_secret) == 200
-    assert origin_status("/metrics", rehearsal.origin_secret) == 403
-    same_origin = origin_websocket_reply(rehearsal.origin_secret, token)
-    assert same_origin.get("type") != "error", same_origin
+    check_origin_listener(rehearsal.origin_secret, token)
     sync_first = first.journal("cvstack-model-sync.service")
     assert " 0 downloaded" not in sync_first, sync_first
     fetched_first, log_mark = rehearsal.s3_downloads()
     assert any(key.endswith(".onnx") for key in fetched_first), fetched_first
     heartbeat = wait_for_heartbeat(first, rehearsal.cloud.instance_id, cloudwatch)
     prewarm = wait_for_prewarm(first)
+    boot_seconds = check_boot_seconds(
+        rehearsal.cloud.instance_id, cloudwatch, ready_first + (first.t0 - tagged)
+    )
     times_first = first.unit_times(STEPS)
     imds = rehearsal.imds_requests()
     assert any(r["method"] == "PUT" and r["status"] == 200 for r in imds), imds
@@ -208,11 +209,13 @@ def test_the_image_boots_twice_with_changed_settings(rehearsal: Rehearsal) -> No
     # AWS step fails once and retries inside itself, and nothing after it may fail for that
     # (systemd's Restart= would have failed every unit that requires it).
     rehearsal.imds_outage(1)
+    rehearsal.instance_tag(BOOT_REQUESTED_TAG, None)  # an operator's start: not timed
     second = rehearsal.boot("second")
     ready_second = wait_ready(second, BOOT_TIMEOUT_S)
     times_second = check_boot(second)
     assert "retry: try 1 of 12 failed" in second.journal("cvstack-settings.service")
     check_prewarm_skipped(second)
+    check_boot_not_timed(second)
     context_second = instance_tls_context(rehearsal.root)
     accepted = websocket_reply(context_second, NEW_ORIGIN, token)
     assert accepted.get("type") != "error", accepted
@@ -230,6 +233,7 @@ def test_the_image_boots_twice_with_changed_settings(rehearsal: Rehearsal) -> No
         [("first boot", times_first, ready_first), ("second boot", times_second, ready_second)],
         heartbeat=heartbeat,
         prewarm=prewarm,
+        boot_seconds=boot_seconds,
         halt_s=halt_first,
         fleet=fleet,
     )
@@ -285,6 +289,62 @@ def wait_for_prewarm(boot: Boot, timeout_s: float = 120) -> str:
     return line.split("prewarm: ", 1)[1]
 
 
+def check_origin_listener(secret: str, token: str) -> None:
+    """The front door's listener: nothing without CloudFront's secret, the backend with it, and
+    a same-origin page (allowlist "self" from the stack's settings) gets its session."""
+    assert origin_status("/ready", None) == 403
+    assert origin_status("/ready", "x" * len(secret)) == 403
+    assert origin_status("/ready", secret) == 200
+    assert origin_status("/metrics", secret) == 403
+    same_origin = origin_websocket_reply(secret, token)
+    assert same_origin.get("type") != "error", same_origin
+
+
+def tag_boot_request(rehearsal: Rehearsal) -> float:
+    """Tag the instance as start_server does when it boots it; returns when (monotonic)."""
+    rehearsal.instance_tag(BOOT_REQUESTED_TAG, datetime.now(UTC).isoformat())
+    return time.monotonic()
+
+
+def check_boot_seconds(
+    instance_id: str, cloudwatch: object, expected_s: float, timeout_s: float = 60
+) -> float:
+    """The tagged boot's one `BootSeconds` datapoint, as cvstack-boot-report published it to moto
+    CloudWatch: the tag to /ready, as the test saw it (`expected_s`, through nginx and TLS),
+    within 3 s (the report polls /ready on loopback every 0.5 s from early in the boot)."""
+    deadline = time.monotonic() + timeout_s
+    now = datetime.now(UTC)
+    while time.monotonic() < deadline:
+        points = cloudwatch.get_metric_statistics(  # type: ignore[attr-defined]
+            Namespace="cvstack",
+            MetricName=BOOT_SECONDS,
+            Dimensions=[{"Name": "InstanceId", "Value": instance_id}],
+            StartTime=now - timedelta(minutes=10),
+            EndTime=now + timedelta(minutes=10),
+            Period=60,
+            Statistics=["Maximum", "SampleCount"],
+        )["Datapoints"]
+        if points:
+            assert sum(p["SampleCount"] for p in points) == 1, points
+            seconds = float(points[0]["Maximum"])
+            assert expected_s - 3 <= seconds <= expected_s + 3, (seconds, expected_s)
+            return seconds
+        time.sleep(1)
+    raise AssertionError(f"no {BOOT_SECONDS} datapoint in CloudWatch")
+
+
+def check_boot_not_timed(boot: Boot, timeout_s: float = 60) -> None:
+    """A boot without the boot-requested tag publishes nothing and says why; the unit succeeds."""
+    deadline = time.monotonic() + timeout_s
+    while boot.exec(["systemctl", "show", "--property=ActiveState", BOOT_REPORT_UNIT]).strip() != (
+        "ActiveState=inactive"
+    ):
+        assert time.monotonic() < deadline, boot.journal(BOOT_REPORT_UNIT)
+        time.sleep(0.5)
+    journal = boot.journal(BOOT_REPORT_UNIT)
+    assert f"boot not timed: no {BOOT_REQUESTED_TAG} tag" in journal, journal
+
+
 def check_prewarm_skipped(boot: Boot) -> None:
     """The root volume was read once, on its first boot: not again."""
     skipped = boot.exec(["systemctl", "show", "--property=ConditionResult", PREWARM_UNIT])
@@ -297,6 +357,7 @@ def render_report(
     *,
     heartbeat: float,
     prewarm: str,
+    boot_seconds: float,
     halt_s: float,
     fleet: FleetRun,
 ) -> str:
@@ -328,7 +389,9 @@ def render_report(
         "The second boot includes one injected IMDS credentials outage: cvstack-settings "
         "fails its first try and retries 5 s later. "
         f"The first boot's read of the root volume (`{PREWARM_UNIT}`, in the background): "
-        f"{prewarm}; the second boot skipped it.",
+        f"{prewarm}; the second boot skipped it. "
+        f"The first boot's report (`{BOOT_REPORT_UNIT}`) published {BOOT_SECONDS} "
+        f"{boot_seconds:.1f} s (tag to the backend's /ready); the second, untagged, none.",
         *(
             f"Deviation on this host: {line.removeprefix('DEVIATION: ')}"
             for line in (rehearsal.logs / "install-image.log").read_text().splitlines()
