@@ -83,8 +83,9 @@ class ModelEntry:
 
     @property
     def served_by_triton(self) -> bool:
-        """Detection and pose run on Triton; OCR runs in the backend process."""
-        return self.task in ("detect", "pose")
+        """Detection and pose run on Triton; OCR runs in the backend process, and the page's
+        own detector (`extra["runs_in"] == "browser"`) in the browser."""
+        return self.task in ("detect", "pose") and self.extra.get("runs_in") != "browser"
 
 
 @dataclass(frozen=True)
