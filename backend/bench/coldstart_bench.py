@@ -26,6 +26,8 @@ import numpy as np
 from backend.bench.coldstart_door import ColdStartDoor
 from backend.bench.headless_chromium import CHROMIUM, chromium_args
 from backend.bench.stack import backend_process, triton_on_cpu
+from backend.model_prep.browser_model import DESCRIPTOR_FILE
+from backend.model_prep.manifest import ManifestError
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -96,6 +98,13 @@ def handed_over(page: Page) -> HandOver:
     return measure(page.evaluate(PAGE_STATE))
 
 
+def sample_photo() -> Path:
+    """ultralytics' bus photo (a bus and four people), shipped in its wheel."""
+    import ultralytics  # noqa: PLC0415 - only for the path of its bundled sample photo
+
+    return Path(ultralytics.__file__).parent / "assets" / "bus.jpg"
+
+
 def write_photo_y4m(photo: Path, target: Path) -> Path:
     """A one-second Y4M of `photo` sliding sideways, for Chromium's fake camera."""
     width, height = CAMERA_SIZE
@@ -125,6 +134,8 @@ def run_coldstart_bench(
     """`runs` cold starts of the page (a fresh browser context each: nothing cached)."""
     from playwright.sync_api import sync_playwright  # noqa: PLC0415 - optional, heavy
 
+    if not (models_dir / DESCRIPTOR_FILE).is_file():
+        raise ManifestError(f"no page detector in {models_dir}; run `cvstack models prepare`")
     if not CHROMIUM.exists():
         raise RuntimeError(
             "the cold-start benchmark needs Debian's chromium: apt-get install chromium"
