@@ -51,6 +51,7 @@ class HandOver:
     longest_gap_ms: float  # most time between two frames with overlays, from then on
     result_interval_ms: float  # the server's median time between results
     provider: str  # the execution provider of the page's detector ("wasm", "webgpu")
+    steps: dict[str, float]  # Start -> the end of each step of the page's detector, in s
     device_labels: frozenset[str]  # classes drawn from the device's results
     server_labels: frozenset[str]
 
@@ -71,6 +72,9 @@ def measure(state: dict[str, Any]) -> HandOver:
         longest_gap_ms=max(b - a for a, b in itertools.pairwise(drawn)),
         result_interval_ms=statistics.median(np.diff(result_times).tolist()),
         provider=str(state["local"]["provider"]),
+        steps={
+            step: (at - state["startedAt"]) / 1000 for step, at in state["local"]["marks"].items()
+        },
         device_labels=_labels(f for f in frames if f["runsOn"] == "device"),
         server_labels=_labels(server),
     )
@@ -167,13 +171,14 @@ def render_markdown(runs: Sequence[HandOver], machine: str, boot_s: float) -> st
     lines = [
         f"Cold start in the page, {len(runs)} runs, simulated boot {boot_s:.0f} s ({machine})",
         "",
-        "| run | provider | Start -> first detection drawn | longest gap between overlays "
-        "| server result interval | classes drawn on the device |",
-        "|---|---|---|---|---|---|",
+        "| run | provider | Start -> first detection drawn | steps (s after Start) "
+        "| longest gap between overlays | server result interval | classes drawn on the device |",
+        "|---|---|---|---|---|---|---|",
     ]
     for index, run in enumerate(runs, 1):
         lines.append(
             f"| {index} | {run.provider} | {run.first_detection_s:.2f} s | "
+            f"{', '.join(f'{step} {at:.2f}' for step, at in run.steps.items())} | "
             f"{run.longest_gap_ms:.0f} ms | {run.result_interval_ms:.0f} ms | "
             f"{', '.join(sorted(run.device_labels))} |"
         )

@@ -34,15 +34,18 @@ export class BrowserDetector {
 
   /**
    * Fetch the model and the runtime, and open a session.
+   * @param {(step: string) => void} [mark]  called as each step of the loading ends
    * @returns {Promise<BrowserDetector>}
    * @throws {Error} saying what is missing (no model here, no WebAssembly, a runtime failure)
    */
-  static async load() {
+  static async load(mark = () => {}) {
     if (typeof WebAssembly !== "object") throw new Error("this browser has no WebAssembly");
     const descriptorUrl = new URL(DESCRIPTOR, MODEL_BASE);
     const [descriptor, provider] = await Promise.all([fetchJson(descriptorUrl), pickProvider()]);
     const [ort, model] = await Promise.all([loadRuntime(provider), fetchBytes(new URL(descriptor.file, MODEL_BASE))]);
+    mark("fetched");
     const session = await ort.InferenceSession.create(model, { executionProviders: [provider], graphOptimizationLevel: "basic" });
+    mark("session");
     return new BrowserDetector(ort, session, descriptor, provider);
   }
 

@@ -16,6 +16,9 @@ export class LocalDetection {
   /** The detector once loaded: its provider and descriptor (licence, classes). */
   detector = null;
   error = null;
+  /** When each step of the cold start ended (performance.now()): `fetched` (runtime and model),
+   * `session` (created), `inference` (the first result). */
+  marks = {};
   #picture;
   #onChange;
 
@@ -53,9 +56,13 @@ export class LocalDetection {
     this.#onChange(this);
   }
 
+  #mark(step) {
+    this.marks[step] = performance.now();
+  }
+
   async #run(load) {
     try {
-      this.detector = await load();
+      this.detector = await load((step) => this.#mark(step));
     } catch (error) {
       this.error = error.message;
       if (this.state !== "stopped") this.state = "failed";
@@ -76,6 +83,7 @@ export class LocalDetection {
         if (this.state !== "running") break;
         this.result = result;
         this.resultAt = at;
+        if (!this.marks.inference) this.#mark("inference");
         await nextFrame(); // let the page draw it before the next run takes the CPU
       }
     } catch (error) {

@@ -316,7 +316,7 @@ function showRunsOn(where) {
 
 /** The in-browser detector's state for the hook, and its failure for the user. */
 function localChanged(detection) {
-  hook.local = { state: detection.state, provider: detection.detector?.provider ?? null, error: detection.error };
+  hook.local = { state: detection.state, provider: detection.detector?.provider ?? null, error: detection.error, marks: detection.marks };
   if (detection.state === "failed") ui.showError(`detection on this device is not available (${detection.error}); results come when the server is ready`);
   if (detection.state === "stopped") local = null;
 }
