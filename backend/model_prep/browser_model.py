@@ -12,6 +12,8 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import onnxruntime as ort
+
 from backend.model_prep.manifest import Manifest, ModelEntry, ModelSource
 from backend.model_prep.onnx_inspect import describe_yolo_onnx
 from backend.model_prep.pretrained import PRETRAINED_WEIGHTS
@@ -24,6 +26,11 @@ DESCRIPTOR_FILE = f"{BROWSER_DETECTOR}.json"
 # (docs/benchmarks.md, "Cold start in the page"); the GPU detector's default size too.
 BROWSER_INPUT_SIZE = 320
 RUNS_IN_BROWSER = "browser"
+# onnxruntime's graph optimisations, applied here once rather than by the page at every load:
+# the extended level's fusions run in onnxruntime-web's CPU (WASM) kernels too, and its outputs
+# match the unoptimised graph's (tests/model_prep/test_prepare.py); the page then loads with
+# graphOptimizationLevel "disabled".
+OFFLINE_OPTIMISATION = "extended"
 
 
 def weights_licence(source: ModelSource) -> str:
@@ -36,6 +43,16 @@ def weights_licence(source: ModelSource) -> str:
     if source.kind == "user":
         return "that of your weights"
     return "none (random weights)"
+
+
+def optimise_offline(path: Path) -> None:
+    """Rewrite the ONNX file at `path` as onnxruntime optimises it (`OFFLINE_OPTIMISATION`)."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    optimised = path.with_suffix(".optimised.onnx")
+    options.optimized_model_filepath = str(optimised)
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    optimised.replace(path)
 
 
 def browser_entry(path: Path, detector: ModelEntry, sha256: str) -> ModelEntry:
@@ -51,13 +68,18 @@ def browser_entry(path: Path, detector: ModelEntry, sha256: str) -> ModelEntry:
         "runs_in": RUNS_IN_BROWSER,
         "detector_sha256": detector.sha256,
         "licence": weights_licence(detector.source),
+        "optimised": OFFLINE_OPTIMISATION,
     }
     return replace(entry, extra=extra)
 
 
 def is_current(entry: ModelEntry | None, detector: ModelEntry) -> bool:
-    """Whether an existing browser entry was made from `detector`'s file."""
-    return entry is not None and entry.extra.get("detector_sha256") == detector.sha256
+    """Whether an existing browser entry was made from `detector`'s file, optimised as now."""
+    return (
+        entry is not None
+        and entry.extra.get("detector_sha256") == detector.sha256
+        and entry.extra.get("optimised") == OFFLINE_OPTIMISATION
+    )
 
 
 def write_descriptor(manifest: Manifest, models_dir: Path) -> Path | None:

@@ -24,6 +24,7 @@ from backend.model_prep.browser_model import (
     BROWSER_INPUT_SIZE,
     browser_entry,
     is_current,
+    optimise_offline,
     write_descriptor,
 )
 from backend.model_prep.manifest import (
@@ -245,7 +246,8 @@ class _Run:
     def browser(self, request: _YoloRequest, detector: ModelEntry) -> ModelEntry:
         """The page's detector: `detector`'s weights, exported again at the browser's input size
         when they come from a checkpoint at another size, else a copy of the detector's file
-        (an ONNX of yours keeps its size; random weights exported again would be other ones)."""
+        (an ONNX of yours keeps its size; random weights exported again would be other ones),
+        optimised offline so the page's runtime does not optimise it at every load."""
         kept = self.existing.models.get(BROWSER_DETECTOR)
         if is_current(kept, detector) and self._reusable(BROWSER_DETECTOR, [detector.source], None):
             assert kept is not None
@@ -262,6 +264,7 @@ class _Run:
                 shutil.copyfile(
                     staged if staged.is_file() else self.models_dir / detector.file, target
                 )
+            optimise_offline(target)
             entry = browser_entry(target, detector, sha256_of(target))
         self.report.info(f"{BROWSER_DETECTOR}: {entry.input_size} px -> {target.name}")
         return entry

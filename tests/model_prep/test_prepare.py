@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 
@@ -244,16 +245,26 @@ def test_user_file_must_be_pt_or_onnx(tmp_path: Path) -> None:
 def test_the_pages_detector_has_the_detectors_weights_and_says_their_licence(
     random_models: tuple[Path, Manifest],
 ) -> None:
-    """At the default 320 px the page's model is the detector's own file; not served by Triton."""
+    """At the default 320 px the page's model is the detector's own graph, optimised offline
+    (fewer nodes, the same outputs); not served by Triton."""
     models_dir, manifest = random_models
     browser, detect = manifest.entry("browser_detect"), manifest.entry("yolo")
-    assert browser.sha256 == detect.sha256 and browser.file == "browser_detect.onnx"
+    assert browser.file == "browser_detect.onnx" and browser.sha256 != detect.sha256
     assert not browser.served_by_triton and detect.served_by_triton
     assert browser.extra == {
         "runs_in": "browser",
         "detector_sha256": detect.sha256,
         "licence": "none (random weights)",
+        "optimised": "extended",
     }
+    nodes = {f: len(onnx.load(str(models_dir / f)).graph.node) for f in (browser.file, detect.file)}
+    assert nodes[browser.file] < nodes[detect.file], nodes
+    picture = np.random.default_rng(0).integers(0, 256, (1, 3, 320, 320), dtype=np.uint8)
+    outputs = [
+        ort.InferenceSession(str(models_dir / f)).run(None, {"images": picture})[0]
+        for f in (browser.file, detect.file)
+    ]
+    np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-4, atol=1e-4)
     descriptor = json.loads((models_dir / "browser_detect.json").read_text())
     assert descriptor["class_names"] == list(COCO_CLASSES)
     assert (descriptor["input_size"], descriptor["output_format"]) == (320, "yolo_raw")
