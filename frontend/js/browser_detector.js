@@ -33,20 +33,30 @@ export class BrowserDetector {
   }
 
   /**
-   * Fetch the model and the runtime, and open a session.
-   * @param {(step: string) => void} [mark]  called as each step of the loading ends
+   * Start the runtime, fetch the model meanwhile, and open a session.
+   * @param {Record<string, number>} [marks]  gets when each step ended (performance.now()):
+   *   `fetched` (the model), `runtime` (its worker started and its WASM compiled), `session`
    * @returns {Promise<BrowserDetector>}
    * @throws {Error} saying what is missing (no model here, no WebAssembly, a runtime failure)
    */
-  static async load(mark = () => {}) {
+  static async load(marks = {}) {
     if (typeof WebAssembly !== "object") throw new Error("this browser has no WebAssembly");
-    const descriptorUrl = new URL(DESCRIPTOR, MODEL_BASE);
-    const [descriptor, provider] = await Promise.all([fetchJson(descriptorUrl), pickProvider()]);
-    const [ort, model] = await Promise.all([loadRuntime(provider), fetchBytes(new URL(descriptor.file, MODEL_BASE))]);
-    mark("fetched");
-    const session = await ort.InferenceSession.create(model, { executionProviders: [provider], graphOptimizationLevel: "basic" });
-    mark("session");
+    const provider = await pickProvider();
+    const ort = await loadRuntime(provider);
+    const runtime = startRuntime(ort, provider).then(() => (marks.runtime = performance.now()));
+    const descriptor = await fetchJson(new URL(DESCRIPTOR, MODEL_BASE));
+    const model = await fetchBytes(new URL(descriptor.file, MODEL_BASE));
+    marks.fetched = performance.now();
+    await runtime;
+    const session = await ort.InferenceSession.create(model, { executionProviders: [provider], graphOptimizationLevel: "disabled" }); // optimised by `models prepare`
+    marks.session = performance.now();
     return new BrowserDetector(ort, session, descriptor, provider);
+  }
+
+  /** Run once on a blank picture: the first run is the slowest (the runtime allocates, the
+   * browser has not yet optimised the WASM code that runs most). */
+  async warmUp() {
+    await this.#run(new Uint8Array(3 * this.descriptor.input_size ** 2));
   }
 
   /**
@@ -59,12 +69,8 @@ export class BrowserDetector {
   async detect(picture, width, height) {
     const { input_size: size, output_format: outputFormat, class_names: names } = this.descriptor;
     const letterbox = letterboxPlacement(width, height, size);
-    const pixels = this.#letterboxed(picture, letterbox);
-    const input = new this.ort.Tensor("uint8", pixels, [1, 3, size, size]);
-    const outputs = await this.session.run({ [this.session.inputNames[0]]: input });
-    const output = outputs[this.session.outputNames[0]];
+    const output = await this.#run(this.#letterboxed(picture, letterbox));
     const found = decodeYolo(output.data, output.dims.slice(1), { outputFormat, numClasses: names.length, letterbox });
-    for (const tensor of Object.values(outputs)) tensor.dispose?.();
     return {
       width,
       height,
@@ -75,6 +81,16 @@ export class BrowserDetector {
   /** Free the session (and the GPU or WASM memory it holds). */
   async release() {
     await this.session.release();
+  }
+
+  /** The model's output for planar RGB bytes of the input's size: `{data, dims}`. */
+  async #run(pixels) {
+    const size = this.descriptor.input_size;
+    const input = new this.ort.Tensor("uint8", pixels, [1, 3, size, size]);
+    const outputs = await this.session.run({ [this.session.inputNames[0]]: input });
+    const { data, dims } = outputs[this.session.outputNames[0]];
+    for (const tensor of Object.values(outputs)) tensor.dispose?.();
+    return { data, dims };
   }
 
   /** The picture letterboxed into the square input, as planar RGB bytes. */
@@ -123,6 +139,16 @@ async function loadRuntime(provider) {
   // WASM inference in a worker: on the page's thread each run held back its rendering.
   ort.env.wasm.proxy = provider === "wasm";
   return ort;
+}
+
+/** An ONNX graph of one Identity node (65 bytes): opening a session of it starts the runtime
+ * (worker, WASM compilation), which onnxruntime-web offers no other way to begin early. */
+const TRIVIAL_MODEL = "CAg6NwoQCgF4EgF5IghJZGVudGl0eRIBdFoPCgF4EgoKCAgBEgQKAggBYg8KAXkSCgoICAESBAoCCAFCBAoAEBE=";
+
+async function startRuntime(ort, provider) {
+  const bytes = Uint8Array.from(atob(TRIVIAL_MODEL), (c) => c.charCodeAt(0));
+  const session = await ort.InferenceSession.create(bytes, { executionProviders: [provider] });
+  await session.release();
 }
 
 async function fetchJson(url) {

@@ -3,9 +3,34 @@
  * detector runs on the current picture, one result after another, until the page has drawn the
  * server's first result; then it stops and frees its session. Until then the page keeps drawing
  * the device's last result, so no picture goes without overlays and nothing flashes.
+ *
+ * The detector can start loading before Start (`startLoading`): the page of a deployment that
+ * cold-starts loads it as it opens, so it is ready, or nearly, when the user presses Start.
  */
 
 import { BrowserDetector, PROVIDER_WORDS } from "./browser_detector.js";
+
+/**
+ * Start loading a detector now.
+ * @param {object} [options]
+ * @param {() => boolean} [options.warmUp]  asked once the session is open: run it once on a
+ *   blank picture first (worth it only while nobody waits for a result)
+ * @param {(marks: Record<string, number>) => Promise<BrowserDetector>} [options.load]
+ * @returns {{marks: Record<string, number>, detector: Promise<BrowserDetector>}} the detector to
+ *   come and when each step of its loading ended (performance.now()): `began`, the load's, `warm`
+ */
+export function startLoading({ warmUp = () => false, load = BrowserDetector.load } = {}) {
+  const marks = { began: performance.now() };
+  const detector = load(marks).then(async (loaded) => {
+    if (warmUp()) {
+      await loaded.warmUp();
+      marks.warm = performance.now();
+    }
+    return loaded;
+  });
+  detector.catch(() => {}); // a failure is shown once a cold start uses this detector
+  return { marks, detector };
+}
 
 export class LocalDetection {
   /** "loading", "running", "failed" or "stopped". */
@@ -16,9 +41,9 @@ export class LocalDetection {
   /** The detector once loaded: its provider and descriptor (licence, classes). */
   detector = null;
   error = null;
-  /** When each step of the cold start ended (performance.now()): `fetched` (runtime and model),
-   * `session` (created), `inference` (the first result). */
-  marks = {};
+  /** When each step ended (performance.now()): the loading's (`startLoading`), then
+   * `inference` (the first result on a picture). */
+  marks;
   #picture;
   #onChange;
 
@@ -26,12 +51,13 @@ export class LocalDetection {
    * @param {() => ({element: CanvasImageSource, width: number, height: number} | null)} picture
    *   the current picture source, if any
    * @param {(local: LocalDetection) => void} onChange  called when the state or detector changes
-   * @param {() => Promise<BrowserDetector>} [load]  how the detector is loaded
+   * @param {ReturnType<typeof startLoading>} [loading]  the detector, loading since then
    */
-  constructor(picture, onChange, load = BrowserDetector.load) {
+  constructor(picture, onChange, loading = startLoading()) {
     this.#picture = picture;
     this.#onChange = onChange;
-    this.#run(load);
+    this.marks = loading.marks;
+    this.#run(loading.detector);
   }
 
   /** The device's overlays to draw now, as `pickOverlays` returns them, or null. */
@@ -56,13 +82,9 @@ export class LocalDetection {
     this.#onChange(this);
   }
 
-  #mark(step) {
-    this.marks[step] = performance.now();
-  }
-
-  async #run(load) {
+  async #run(loading) {
     try {
-      this.detector = await load((step) => this.#mark(step));
+      this.detector = await loading;
     } catch (error) {
       this.error = error.message;
       if (this.state !== "stopped") this.state = "failed";
@@ -83,7 +105,7 @@ export class LocalDetection {
         if (this.state !== "running") break;
         this.result = result;
         this.resultAt = at;
-        if (!this.marks.inference) this.#mark("inference");
+        this.marks.inference ??= performance.now();
         await nextFrame(); // let the page draw it before the next run takes the CPU
       }
     } catch (error) {

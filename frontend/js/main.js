@@ -13,7 +13,7 @@ import { InferenceConnection, initParams } from "./connection.js";
 import { DisplayDelay } from "./display_delay.js";
 import { ErrorCode } from "./error_codes.js";
 import { FrameRecorder } from "./frame_recorder.js";
-import { LocalDetection } from "./handover.js";
+import { LocalDetection, startLoading } from "./handover.js";
 import { showModels } from "./models_info.js";
 import { drawOverlay } from "./overlay.js";
 import { ResultTimeline } from "./result_timeline.js";
@@ -68,7 +68,7 @@ const hook = {
   probe: null,
   rendered: null,
   /** Where the overlays drawn now come from: "device" (the in-browser detector while the GPU
-   * boots), "server", or null; `local` is the in-browser detector's `{state, provider, error}`,
+   * boots), "server", or null; `local` is the in-browser detector's `{state, provider, error, marks}`,
    * `startedAt` when Start was pressed and `firstDrawnAt` when each first drew (performance.now()). */
   runsOn: null,
   local: null,
@@ -84,6 +84,9 @@ const currentPicture = new CurrentPicture(showPicture);
 let connection = null;
 /** The in-browser detector during a cold start, until the server's first result is drawn. */
 let local = null;
+/** A page that cold-starts loads that detector as it opens, for the first Start (and runs it
+ * once if Start has not come yet); later Starts load it again (the hand-over frees it). */
+let preloaded = config.startApiUrl ? startLoading({ warmUp: () => local === null }) : null;
 let session = null;
 let encoding = false;
 let ocrOnShow = null;
@@ -326,7 +329,10 @@ function start() {
   ui.setActive(true);
   hook.startedAt = performance.now();
   hook.firstDrawnAt = { device: null, server: null };
-  if (config.startApiUrl) local = new LocalDetection(() => source, localChanged);
+  if (config.startApiUrl) {
+    local = new LocalDetection(() => source, localChanged, preloaded ?? startLoading());
+    preloaded = null;
+  }
   connection = new InferenceConnection({
     endpoint,
     params: initParams(ui.stageValues()),
