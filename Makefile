@@ -117,7 +117,7 @@ test-fast: $(INSTALL_STAMP)
 
 # `make synth MODE=fleet` synthesizes the fleet variant (docs/infrastructure.md, "Fleet mode");
 # without MODE, cdk.json's cvstack.mode decides (single by default).
-synth: install $(NODE_STAMP)
+synth: install vendor
 	$(CDK_ENV) npx --no-install cdk synth -q --no-notices $(if $(MODE),-c cvstackMode=$(MODE))
 
 # Part of `make test` too; alone, it prints the boot timings for docs/benchmarks.md.
