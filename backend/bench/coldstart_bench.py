@@ -85,11 +85,12 @@ def _labels(frames: Any) -> frozenset[str]:
 
 
 def press_start(page: Page, door: ColdStartDoor) -> None:
-    """Open the page through `door` (not booted), wait for the camera, and press Start."""
+    """Open the page through `door` (not booted) and press Start as soon as it works (the
+    page's state "idle": its controls bound), the camera perhaps not open yet: the worst case
+    for the page's own detector, which starts loading as the page opens."""
     door.booted.clear()
     page.goto(f"{door.url}/")
-    page.wait_for_function("() => document.querySelector('.picture-source')?.videoWidth > 0")
-    page.wait_for_function("() => window.cvstack?.state === 'idle'")
+    page.wait_for_function("() => window.cvstack?.state === 'idle'", polling=10)
     page.evaluate("() => { window.cvstack.rendered = []; }")
     page.click("#start")
 
