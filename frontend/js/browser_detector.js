@@ -35,7 +35,7 @@ export class BrowserDetector {
   /**
    * Start the runtime, fetch the model meanwhile, and open a session.
    * @param {Record<string, number>} [marks]  gets when each step ended (performance.now()):
-   *   `fetched` (the model), `runtime` (its worker started and its WASM compiled), `session`
+   *   `fetched` (the model), `runtime` (its worker started, its WASM compiled, warmed up), `session`
    * @returns {Promise<BrowserDetector>}
    * @throws {Error} saying what is missing (no model here, no WebAssembly, a runtime failure)
    */
@@ -141,13 +141,25 @@ async function loadRuntime(provider) {
   return ort;
 }
 
-/** An ONNX graph of one Identity node (65 bytes): opening a session of it starts the runtime
- * (worker, WASM compilation), which onnxruntime-web offers no other way to begin early. */
-const TRIVIAL_MODEL = "CAg6NwoQCgF4EgF5IghJZGVudGl0eRIBdFoPCgF4EgoKCAgBEgQKAggBYg8KAXkSCgoICAESBAoCCAFCBAoAEBE=";
+/**
+ * A 457-byte ONNX graph of the detector's kinds of layer (a 3x3 convolution, SiLU, a depthwise
+ * convolution; 16 channels of 32x32, weights filled in by constant folding). Opening a session of
+ * it starts the runtime (worker, WASM compilation), which onnxruntime-web offers no other way to
+ * begin early, and running it a few times gets the browser compiling its convolution code
+ * optimised meanwhile: the detector's first run then took ~30 % less CPU (Node, same V8).
+ */
+const WARM_UP_MODEL = "CAgSADq8AwpCEgJ3cyIIQ29uc3RhbnQqMgoFdmFsdWUqJggEEAdKIBAAAAAAAAAAEAAAAAAAAAADAAAAAAAAAAMAAAAAAAAAoAEECkISAmRzIghDb25zdGFudCoyCgV2YWx1ZSomCAQQB0ogEAAAAAAAAAABAAAAAAAAAAMAAAAAAAAAAwAAAAAAAACgAQQKMwoCd3MSAXciD0NvbnN0YW50T2ZTaGFwZSoZCgV2YWx1ZSoNCAEQASIECtcjPEIBdqABBAo0CgJkcxICZHciD0NvbnN0YW50T2ZTaGFwZSoZCgV2YWx1ZSoNCAEQASIECtcjPEIBdqABBAoiCgF4CgF3EgFjIgRDb252KhEKBHBhZHNAAUABQAFAAaABBwoPCgFjEgFzIgdTaWdtb2lkCg4KAWMKAXMSAW0iA011bAoxCgFtCgJkdxIBZCIEQ29udioMCgVncm91cBgQoAECKhEKBHBhZHNAAUABQAFAAaABBwoPCgFkEgF5IgdTaWdtb2lkEgR3YXJtWhsKAXgSFgoUCAESEAoCCAEKAggQCgIIIAoCCCBiGwoBeRIWChQIARIQCgIIAQoCCBAKAgggCgIIIEIECgAQEQ==";
+const WARM_UP_RUNS = 5;
 
 async function startRuntime(ort, provider) {
-  const bytes = Uint8Array.from(atob(TRIVIAL_MODEL), (c) => c.charCodeAt(0));
-  const session = await ort.InferenceSession.create(bytes, { executionProviders: [provider] });
+  const bytes = Uint8Array.from(atob(WARM_UP_MODEL), (c) => c.charCodeAt(0));
+  const session = await ort.InferenceSession.create(bytes, { executionProviders: [provider], graphOptimizationLevel: "basic" });
+  for (let run = 0; run < WARM_UP_RUNS; run += 1) {
+    // a new input each time: the worker takes over the buffer of the one sent
+    const input = new ort.Tensor("float32", new Float32Array(16 * 32 * 32).fill(0.5), [1, 16, 32, 32]);
+    const outputs = await session.run({ x: input });
+    for (const tensor of Object.values(outputs)) tensor.dispose?.();
+  }
   await session.release();
 }
 
