@@ -58,6 +58,26 @@ def origin_of(synthesized: Synthesized, behavior: dict[str, Any]) -> dict[str, A
     return origins_by_id(synthesized)[behavior["TargetOriginId"]]
 
 
+def cloudfront_reads(distribution_id: str, bucket_id: str, objects: str) -> dict[str, Any]:
+    """The bucket policy statement letting only this distribution read `objects` (a key pattern
+    with its leading slash) of the bucket."""
+    source = [
+        "arn:",
+        {"Ref": "AWS::Partition"},
+        ":cloudfront::",
+        {"Ref": "AWS::AccountId"},
+        ":distribution/",
+        {"Ref": distribution_id},
+    ]
+    return {
+        "Action": "s3:GetObject",
+        "Condition": {"StringEquals": {"AWS:SourceArn": {"Fn::Join": ["", source]}}},
+        "Effect": "Allow",
+        "Principal": {"Service": "cloudfront.amazonaws.com"},
+        "Resource": {"Fn::Join": ["", [{"Fn::GetAtt": [bucket_id, "Arn"]}, objects]]},
+    }
+
+
 def test_behaviours_route_the_page_the_api_and_the_instance(synthesized: Synthesized) -> None:
     config = distribution(synthesized)
     assert set(behaviors(synthesized)) == {
@@ -167,31 +187,7 @@ def test_site_bucket_is_private_and_readable_only_by_this_distribution(
         if r["Type"] == "AWS::S3::BucketPolicy" and r["Properties"]["Bucket"] == {"Ref": bucket_id}
     ]
     services = [s for s in policy if "Service" in s.get("Principal", {})]
-    assert services == [
-        {
-            "Action": "s3:GetObject",
-            "Condition": {
-                "StringEquals": {
-                    "AWS:SourceArn": {
-                        "Fn::Join": [
-                            "",
-                            [
-                                "arn:",
-                                {"Ref": "AWS::Partition"},
-                                ":cloudfront::",
-                                {"Ref": "AWS::AccountId"},
-                                ":distribution/",
-                                {"Ref": distribution_id},
-                            ],
-                        ]
-                    }
-                }
-            },
-            "Effect": "Allow",
-            "Principal": {"Service": "cloudfront.amazonaws.com"},
-            "Resource": {"Fn::Join": ["", [{"Fn::GetAtt": [bucket_id, "Arn"]}, "/*"]]},
-        }
-    ]
+    assert services == [cloudfront_reads(distribution_id, bucket_id, "/*")]
     assert any(
         s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
         for s in policy
@@ -232,33 +228,7 @@ def test_the_pages_detector_comes_from_the_model_store_and_nothing_else_of_it(
         if r["Type"] == "AWS::S3::BucketPolicy" and r["Properties"]["Bucket"] == {"Ref": bucket_id}
     ]
     allowed = [s for s in policy if s["Effect"] == "Allow"]
-    assert allowed == [
-        {
-            "Action": "s3:GetObject",
-            "Condition": {
-                "StringEquals": {
-                    "AWS:SourceArn": {
-                        "Fn::Join": [
-                            "",
-                            [
-                                "arn:",
-                                {"Ref": "AWS::Partition"},
-                                ":cloudfront::",
-                                {"Ref": "AWS::AccountId"},
-                                ":distribution/",
-                                {"Ref": distribution_id},
-                            ],
-                        ]
-                    }
-                }
-            },
-            "Effect": "Allow",
-            "Principal": {"Service": "cloudfront.amazonaws.com"},
-            "Resource": {
-                "Fn::Join": ["", [{"Fn::GetAtt": [bucket_id, "Arn"]}, "/models/browser_detect.*"]]
-            },
-        }
-    ]
+    assert allowed == [cloudfront_reads(distribution_id, bucket_id, "/models/browser_detect.*")]
 
 
 def test_page_is_deployed_with_its_config_and_invalidated(synthesized: Synthesized) -> None:
