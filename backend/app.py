@@ -10,6 +10,7 @@ from fastapi.staticfiles import StaticFiles
 
 from backend.api.log_redaction import install_token_redaction
 from backend.api.routes import health, inference_ws, metrics, page_config
+from backend.api.routes.browser_model import browser_model_router
 from backend.core.config import Settings
 from backend.paths import FRONTEND_DIR
 from backend.session.runtime import Runtime
@@ -44,5 +45,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(inference_ws.router)
     if FRONTEND_DIR.is_dir():  # last, so the routes above take precedence over the page's files
         app.include_router(page_config.router)
+        app.include_router(browser_model_router(config.models_dir))
         app.mount("/", StaticFiles(directory=FRONTEND_DIR, html=True), name="frontend")
     return app

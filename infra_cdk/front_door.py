@@ -1,6 +1,8 @@
 """The one HTTPS front door: a CloudFront distribution serving the page, the API and the instance.
 
     /*                        the page, from a private S3 bucket (origin access control)
+    /models/browser_detect.*  the page's own detector, from the model store (origin access
+                              control, read of those two objects only), revalidated each time
     /start, /status           the lifecycle API (CloudFront adds the API key header)
     /ws/*, /ready, /health    the GPU instance through a CloudFront VPC origin (HTTP, port 80;
                               CloudFront adds the origin secret header nginx checks); in fleet
@@ -17,12 +19,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import Annotations, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_cloudfront as cloudfront
 from aws_cdk import aws_cloudfront_origins as origins
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_route53 as route53
 from aws_cdk import aws_route53_targets as route53_targets
@@ -43,6 +46,11 @@ ORIGIN_SECRET_HEADER = "X-Cvstack-Origin-Secret"
 VPC_ORIGINS_SECURITY_GROUP = "CloudFront-VPCOrigins-Service-SG"
 API_PATHS = ("/start", "/status")
 INSTANCE_PATHS = ("/ws/*", "/ready", "/health")
+# `cvstack models prepare` writes browser_detect.{onnx,json}; `aws s3 sync` puts them at these
+# keys of the model store, the paths the page fetches beside itself.
+BROWSER_MODEL_PATH = "/models/browser_detect.*"
+# Page files the deployment leaves out: `make vendor`'s stamp.
+PAGE_EXCLUDES = ("**/.vendor-stamp",)
 # Everything the deployment replaces: the page's modules have no content hashes in their names,
 # so index.html alone would leave old scripts cached. One wildcard path is one invalidation path.
 INVALIDATION_PATHS = ("/*",)
@@ -104,6 +112,7 @@ class FrontDoor(Construct):
         api: LifecycleApi,
         origin_secret: GeneratedSecret,
         access_logs: s3.IBucket,
+        model_bucket: s3.Bucket,
     ) -> None:
         super().__init__(scope, construct_id)
         self.site_bucket = s3.Bucket(
@@ -159,6 +168,7 @@ class FrontDoor(Construct):
             additional_behaviors={
                 **dict.fromkeys(API_PATHS, api_behavior),
                 **dict.fromkeys(INSTANCE_PATHS, instance_behavior),
+                BROWSER_MODEL_PATH: self._browser_model_behavior(model_bucket),
             },
             default_root_object="index.html",
             domain_names=[config.domain_name] if config.domain_name else None,
@@ -179,7 +189,7 @@ class FrontDoor(Construct):
             "Page",
             destination_bucket=self.site_bucket,
             sources=[
-                s3_deployment.Source.asset(str(FRONTEND_DIR)),
+                s3_deployment.Source.asset(str(FRONTEND_DIR), exclude=list(PAGE_EXCLUDES)),
                 s3_deployment.Source.json_data("config.json", page_config(config)),
             ],
             distribution=self.distribution,
@@ -187,9 +197,61 @@ class FrontDoor(Construct):
             memory_limit=256,
             log_group=self._log_group("PageDeploymentLogs"),
         )
+        self._let_distribution_read_browser_model(model_bucket)
         self.instance_ingress = self._admit_vpc_origins(vpc, backend)
         if config.hosted_zone_id:
             self._alias_records(config)
+
+    def _browser_model_behavior(self, model_bucket: s3.Bucket) -> cloudfront.BehaviorOptions:
+        """The model store through origin access control. The bucket goes in by reference so
+        that CDK does not grant the distribution every object (its warning says so);
+        `_let_distribution_read_browser_model` grants the two files. A store updated under the
+        same names shows at once: edge copies are revalidated with S3 on every request (TTL 0;
+        an unchanged file is not sent again)."""
+        reference = s3.Bucket.from_bucket_attributes(
+            self,
+            "ModelStoreForPage",
+            bucket_arn=model_bucket.bucket_arn,
+            bucket_regional_domain_name=model_bucket.bucket_regional_domain_name,
+        )
+        Annotations.of(self).acknowledge_warning(
+            "@aws-cdk/aws-cloudfront-origins:updateImportedBucketPolicyOac",
+            "the model store's policy is set by _let_distribution_read_browser_model",
+        )
+        return cloudfront.BehaviorOptions(
+            origin=origins.S3BucketOrigin.with_origin_access_control(reference),
+            viewer_protocol_policy=cloudfront.ViewerProtocolPolicy.REDIRECT_TO_HTTPS,
+            allowed_methods=cloudfront.AllowedMethods.ALLOW_GET_HEAD,
+            cache_policy=cloudfront.CachePolicy(
+                self,
+                "BrowserModelCache",
+                comment="the page's detector: cached at the edge, revalidated every request",
+                default_ttl=Duration.seconds(0),
+                min_ttl=Duration.seconds(0),
+                max_ttl=Duration.days(1),
+            ),
+            response_headers_policy=cloudfront.ResponseHeadersPolicy.SECURITY_HEADERS,
+        )
+
+    def _let_distribution_read_browser_model(self, model_bucket: s3.Bucket) -> None:
+        """s3:GetObject on the page's detector files for this distribution only."""
+        model_bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                actions=["s3:GetObject"],
+                principals=[iam.ServicePrincipal("cloudfront.amazonaws.com")],
+                resources=[model_bucket.arn_for_objects(BROWSER_MODEL_PATH.removeprefix("/"))],
+                conditions={
+                    "StringEquals": {
+                        "AWS:SourceArn": Stack.of(self).format_arn(
+                            service="cloudfront",
+                            region="",
+                            resource="distribution",
+                            resource_name=self.distribution.distribution_id,
+                        )
+                    }
+                },
+            )
+        )
 
     def _admit_vpc_origins(
         self, vpc: ec2.IVpc, backend: BackendOrigin

@@ -67,6 +67,7 @@ class CvstackStack(Stack):
             api=self.api,
             origin_secret=self.origin_secret,
             access_logs=self.model_store.access_logs,
+            model_bucket=self.model_store.bucket,
         )
         self.functions = LifecycleFunctions(
             self,

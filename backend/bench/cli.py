@@ -8,6 +8,7 @@ from pathlib import Path
 
 from backend.bench import (
     boot_bench,
+    coldstart_bench,
     hostile_cli,
     motion_bench,
     nms_bench,
@@ -104,6 +105,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     overlay.set_defaults(handler=_overlay)
 
+    coldstart = commands.add_parser(
+        "coldstart",
+        help="the page's cold start in headless Chromium: its own detection, then the hand-over",
+    )
+    coldstart.add_argument("--models-dir", type=Path, default=None)
+    coldstart.add_argument(
+        "--boot", type=positive_float, default=8.0, help="seconds the simulated GPU boot lasts"
+    )
+    coldstart.add_argument("--runs", type=positive_int, default=3, help="cold starts to measure")
+    coldstart.add_argument(
+        "--photo", type=Path, default=None, help="the camera's picture (default: bus.jpg)"
+    )
+    coldstart.set_defaults(handler=_coldstart)
+
     boot = commands.add_parser("boot", help="the boot chain step by step, before and after")
     boot_bench.add_arguments(boot)
     boot.set_defaults(handler=boot_bench.main)
@@ -178,6 +193,21 @@ def _overlay(args: argparse.Namespace) -> int:
     if args.json is not None:
         args.json.write_text(overlay_runner.as_json(result, machine, sys.argv) + "\n")
     print(overlay_report.render_markdown(result.runs, machine, result.skipped), end="")
+    return 0
+
+
+def _coldstart(args: argparse.Namespace) -> int:
+    models_dir = args.models_dir or default_models_dir()
+    try:
+        runs = coldstart_bench.run_coldstart_bench(
+            models_dir,
+            args.photo or coldstart_bench.sample_photo(),
+            boot_s=args.boot,
+            runs=args.runs,
+        )
+    except (ManifestError, TritonLaunchError, ValueError, RuntimeError) as exc:
+        return fail(str(exc))
+    print(coldstart_bench.render_markdown(runs, describe_machine(), args.boot), end="")
     return 0
 
 

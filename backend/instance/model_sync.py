@@ -143,9 +143,12 @@ def sync_models(s3: S3Client, source: str, target: Path) -> SyncReport:
 
 
 def _wanted_files(manifest: Manifest) -> dict[str, str]:
-    """File name -> sha256 for every model; names must be plain files beside the manifest."""
+    """File name -> sha256 for every model the instance runs (not the page's own detector);
+    names must be plain files beside the manifest."""
     wanted: dict[str, str] = {}
     for entry in manifest.models.values():
+        if entry.runs_in_browser:
+            continue
         path = PurePosixPath(entry.file)
         if len(path.parts) != 1 or entry.file in (".", "..", MANIFEST_NAME):
             raise ModelSyncError(

@@ -83,8 +83,15 @@ class ModelEntry:
 
     @property
     def served_by_triton(self) -> bool:
-        """Detection and pose run on Triton; OCR runs in the backend process."""
-        return self.task in ("detect", "pose")
+        """Detection and pose run on Triton; OCR runs in the backend process, and the page's
+        own detector (`extra["runs_in"] == "browser"`) in the browser."""
+        return self.task in ("detect", "pose") and not self.runs_in_browser
+
+    @property
+    def runs_in_browser(self) -> bool:
+        """The page's own detector (`browser_detect`): served by the front door, not the
+        instance."""
+        return self.extra.get("runs_in") == "browser"
 
 
 @dataclass(frozen=True)

@@ -11,13 +11,22 @@ import shutil
 import tempfile
 import time
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
 from rich.console import Console
 from rich.text import Text
 
+from backend.model_prep.browser_model import (
+    BROWSER_DETECTOR,
+    BROWSER_FILE,
+    BROWSER_INPUT_SIZE,
+    browser_entry,
+    is_current,
+    optimise_offline,
+    write_descriptor,
+)
 from backend.model_prep.manifest import (
     Manifest,
     ManifestError,
@@ -101,7 +110,8 @@ def prepare_models(
     offline_fallback: bool = False,
     progress: ProgressReporter | None = None,
 ) -> Manifest:
-    """Build `yolo` (detect), `yolo_pose` (pose) and the OCR models; write `manifest.json`.
+    """Build `yolo` (detect), `yolo_pose` (pose), the page's `browser_detect` (the detector's
+    weights at the browser's input size) and the OCR models; write `manifest.json`.
 
     YOLO weights come from the user's file when given (`.pt` exported, `.onnx` copied), else
     random weights when asked, else the official download, else the pretrained weights packaged
@@ -120,17 +130,24 @@ def prepare_models(
     with tempfile.TemporaryDirectory(prefix=".prepare-", dir=_mkdir(models_dir)) as scratch:
         run = _Run(models_dir, Path(scratch), imgsz, existing, offline_fallback, report)
         yolo = [run.yolo(request) for request in requests]
-        entries = yolo + [run.ocr(model) for model in ocr]
+        browser = run.browser(requests[0], yolo[0])
+        entries = [*yolo, browser, *(run.ocr(model) for model in ocr)]
         manifest = Manifest(models={entry.name: entry for entry in entries})
         staged = list(run.stage.glob("*.onnx"))
         for entry in yolo:
             report.info(f"{entry.name} uses {weights_description(entry.source)}")
+        report.info(
+            f"{browser.name} (the page's detector while the GPU boots) uses the same weights; "
+            f"licence {browser.extra['licence']}"
+        )
         if not staged and manifest == existing:
+            write_descriptor(manifest, models_dir)
             report.info(f"models in {models_dir} are up to date")
             return existing
         for path in staged:
             os.replace(path, models_dir / path.name)
     report.info(f"wrote {save_manifest(manifest, models_dir)}")
+    write_descriptor(manifest, models_dir)
     return manifest
 
 
@@ -226,6 +243,32 @@ class _Run:
             fallbacks.append(_yolo_request(request.name, request.task, None, True))
         return fallbacks
 
+    def browser(self, request: _YoloRequest, detector: ModelEntry) -> ModelEntry:
+        """The page's detector: `detector`'s weights, exported again at the browser's input size
+        when they come from a checkpoint at another size, else a copy of the detector's file
+        (an ONNX of yours keeps its size; random weights exported again would be other ones),
+        optimised offline so the page's runtime does not optimise it at every load."""
+        kept = self.existing.models.get(BROWSER_DETECTOR)
+        if is_current(kept, detector) and self._reusable(BROWSER_DETECTOR, [detector.source], None):
+            assert kept is not None
+            return kept
+        target = self.stage / BROWSER_FILE
+        request = replace(request, source=detector.source)  # the fallback the detector got
+        resize = request.exported and request.source.kind != "random"
+        with self.report.step(f"{BROWSER_DETECTOR}: preparing the page's detector"):
+            if resize and detector.input_size != BROWSER_INPUT_SIZE:
+                os.replace(self._export(request, BROWSER_INPUT_SIZE), target)
+                accept_uint8_images(target)
+            else:
+                staged = self.stage / detector.file
+                shutil.copyfile(
+                    staged if staged.is_file() else self.models_dir / detector.file, target
+                )
+            optimise_offline(target)
+            entry = browser_entry(target, detector, sha256_of(target))
+        self.report.info(f"{BROWSER_DETECTOR}: {entry.input_size} px -> {target.name}")
+        return entry
+
     def ocr(self, model: OcrModel) -> ModelEntry:
         if kept := self._reusable(model.name, [model.source], None):
             return kept
@@ -243,7 +286,7 @@ class _Run:
                 describe_yolo_onnx(request.user_file, request.task, request.name)  # before copying
                 shutil.copyfile(request.user_file, target)
             else:
-                os.replace(self._export(request), target)
+                os.replace(self._export(request, self.imgsz), target)
             accept_uint8_images(target)
             graph = describe_yolo_onnx(target, request.task, request.name)
         if not request.source.meaningful:
@@ -255,24 +298,24 @@ class _Run:
         )
         return graph.to_entry(file=target.name, sha256=sha256_of(target), source=request.source)
 
-    def _export(self, request: _YoloRequest) -> Path:
-        work_dir = _mkdir(self.stage / request.name)
+    def _export(self, request: _YoloRequest, imgsz: int) -> Path:
+        work_dir = _mkdir(self.stage / f"{request.name}-{imgsz}")
         config_dir = self.models_dir.parent / "ultralytics"
         if request.user_file is not None:
             return export_checkpoint(
-                request.user_file, imgsz=self.imgsz, work_dir=work_dir, config_dir=config_dir
+                request.user_file, imgsz=imgsz, work_dir=work_dir, config_dir=config_dir
             )
         if request.source.kind == "pretrained":
             download = "pretrained" not in self.unreachable
             checkpoint = fetch_pretrained(request.task, download=download)
             return export_checkpoint(
-                checkpoint, imgsz=self.imgsz, work_dir=work_dir, config_dir=config_dir
+                checkpoint, imgsz=imgsz, work_dir=work_dir, config_dir=config_dir
             )
         if request.source.kind == "official" and "official" in self.unreachable:
             reason = f"the official weights {request.source.detail} are not downloaded either"
             raise WeightsUnavailableError(reason, reason=reason)
         export = export_random if request.source.kind == "random" else export_official
-        return export(request.task, imgsz=self.imgsz, work_dir=work_dir, config_dir=config_dir)
+        return export(request.task, imgsz=imgsz, work_dir=work_dir, config_dir=config_dir)
 
     def _reusable(
         self, name: str, accepted: list[ModelSource], input_size: int | None

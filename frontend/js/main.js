@@ -14,6 +14,7 @@ import { InferenceConnection, initParams } from "./connection.js";
 import { DisplayDelay } from "./display_delay.js";
 import { ErrorCode } from "./error_codes.js";
 import { FrameRecorder } from "./frame_recorder.js";
+import { LocalDetection, startLoading } from "./handover.js";
 import { showModels } from "./models_info.js";
 import { drawOverlay } from "./overlay.js";
 import { preStart } from "./prestart.js";
@@ -68,6 +69,13 @@ const hook = {
    * frame, and that result's `frame_idx` (null: no such result). */
   probe: null,
   rendered: null,
+  /** Where the overlays drawn now come from: "device" (the in-browser detector while the GPU
+   * boots), "server", or null; `local` is the in-browser detector's `{state, provider, error, marks}`,
+   * `startedAt` when Start was pressed and `firstDrawnAt` when each first drew (performance.now()). */
+  runsOn: null,
+  local: null,
+  startedAt: null,
+  firstDrawnAt: { device: null, server: null },
   setDisplayMode,
   snapshot: () => ({ ...stats.snapshot(performance.now()), displayMode: hook.displayMode, displayDelayMs: hook.displayDelayMs }),
 };
@@ -76,6 +84,11 @@ window.cvstack = hook;
 let source = null;
 const currentPicture = new CurrentPicture(showPicture);
 let connection = null;
+/** The in-browser detector during a cold start, until the server's first result is drawn. */
+let local = null;
+/** A page that cold-starts loads that detector as it opens, for the first Start (and runs it
+ * once if Start has not come yet); later Starts load it again (the hand-over frees it). */
+let preloaded = config.startApiUrl ? startLoading({ warmUp: () => local === null }) : null;
 let session = null;
 let encoding = false;
 let ocrOnShow = null;
@@ -145,7 +158,8 @@ function render(now) {
   const picture = pickPicture(now);
   context.drawImage(picture.element, 0, 0, canvas.width, canvas.height);
   const probed = typeof hook.probe === "function" ? hook.probe(context) : null;
-  const scene = pickOverlays(picture, now);
+  const server = pickOverlays(picture, now);
+  const scene = server ?? local?.scene() ?? null;
   const drawn = scene ? drawOverlay(context, { result: scene.result, boxes: scene.boxes, ocr: ocrAt(picture.capturedAt) }) : [];
   hook.lastDrawn = scene && { result: scene.result, frames: scene.frames, boxes: drawn, pictureAt: picture.capturedAt, resultAt: scene.heldAt };
   if (Array.isArray(hook.rendered)) {
@@ -156,8 +170,11 @@ function render(now) {
       pictureAt: picture.capturedAt,
       resultAt: scene?.heldAt ?? null,
       resultFrameIdx: scene?.held.frame_idx ?? null,
+      runsOn: scene ? (server ? "server" : "device") : null,
+      renderedAt: performance.now(),
     });
   }
+  if (scene) showRunsOn(server ? "server" : "device");
   stats.rendered(now);
   sendFrame();
 }
@@ -299,9 +316,31 @@ async function endpoint(signal) {
   return url.href;
 }
 
+/** Overlays drawn from `where`: the first server ones end the in-browser detection. */
+function showRunsOn(where) {
+  hook.firstDrawnAt[where] ??= performance.now(); // not the frame's time: a busy thread delays the drawing
+  if (where === "server") local?.stop();
+  if (hook.runsOn === where) return;
+  hook.runsOn = where;
+  if (config.startApiUrl) ui.showRunsOn(where, where === "device" ? local.describe() : "on the GPU server");
+}
+
+/** The in-browser detector's state for the hook, and its failure for the user. */
+function localChanged(detection) {
+  hook.local = { state: detection.state, provider: detection.detector?.provider ?? null, error: detection.error, marks: detection.marks };
+  if (detection.state === "failed") ui.showError(`detection on this device is not available (${detection.error}); results come when the server is ready`);
+  if (detection.state === "stopped") local = null;
+}
+
 function start() {
   if (connection) return;
   ui.setActive(true);
+  hook.startedAt = performance.now();
+  hook.firstDrawnAt = { device: null, server: null };
+  if (config.startApiUrl) {
+    local = new LocalDetection(() => source, localChanged, preloaded ?? startLoading());
+    preloaded = null;
+  }
   connection = new InferenceConnection({
     endpoint,
     params: initParams(ui.stageValues()),
@@ -359,6 +398,7 @@ function clearOverlays() {
 }
 
 function stop() {
+  local?.stop();
   connection?.close();
   connection = null;
   clearOverlays();

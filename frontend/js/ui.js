@@ -20,6 +20,7 @@ export class Ui {
     this.fileInput = doc.getElementById("file");
     this.displayModeSelect = doc.getElementById("display-mode");
     this.status = doc.getElementById("status");
+    this.runsOn = doc.getElementById("runs-on");
     this.stages = [...doc.querySelectorAll("#stages input[type=checkbox]")];
     for (const box of this.stages) box.checked = Boolean(stages[box.name]);
   }
@@ -100,6 +101,17 @@ export class Ui {
     for (const [key, value] of Object.entries(text)) {
       this.doc.querySelector(`[data-stat=${key}]`).textContent = value;
     }
+  }
+
+  /**
+   * The badge over the picture saying where its detections come from.
+   * @param {"device" | "server"} where
+   * @param {string} text
+   */
+  showRunsOn(where, text) {
+    this.runsOn.dataset.where = where;
+    this.runsOn.textContent = text;
+    this.runsOn.hidden = false;
   }
 
   /** @param {string} queue  the last `queue_status` in words */

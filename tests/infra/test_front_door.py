@@ -7,10 +7,12 @@ import json
 from typing import Any
 
 import pytest
+from aws_cdk.assertions import Annotations, Match
 
 from infra_cdk.front_door import (
     API_KEY_HEADER,
     API_PATHS,
+    BROWSER_MODEL_PATH,
     INSTANCE_PATHS,
     ORIGIN_SECRET_HEADER,
     VPC_ORIGINS_SECURITY_GROUP,
@@ -57,9 +59,31 @@ def origin_of(synthesized: Synthesized, behavior: dict[str, Any]) -> dict[str, A
     return origins_by_id(synthesized)[behavior["TargetOriginId"]]
 
 
+def cloudfront_reads(distribution_id: str, bucket_id: str, objects: str) -> dict[str, Any]:
+    """The bucket policy statement letting only this distribution read `objects` (a key pattern
+    with its leading slash) of the bucket."""
+    source = [
+        "arn:",
+        {"Ref": "AWS::Partition"},
+        ":cloudfront::",
+        {"Ref": "AWS::AccountId"},
+        ":distribution/",
+        {"Ref": distribution_id},
+    ]
+    return {
+        "Action": "s3:GetObject",
+        "Condition": {"StringEquals": {"AWS:SourceArn": {"Fn::Join": ["", source]}}},
+        "Effect": "Allow",
+        "Principal": {"Service": "cloudfront.amazonaws.com"},
+        "Resource": {"Fn::Join": ["", [{"Fn::GetAtt": [bucket_id, "Arn"]}, objects]]},
+    }
+
+
 def test_behaviours_route_the_page_the_api_and_the_instance(synthesized: Synthesized) -> None:
     config = distribution(synthesized)
-    assert set(behaviors(synthesized)) == {"/start", "/status", "/ws/*", "/ready", "/health"}
+    assert set(behaviors(synthesized)) == {
+        "/start", "/status", "/ws/*", "/ready", "/health", "/models/browser_detect.*"
+    }  # fmt: skip
     assert config["DefaultRootObject"] == "index.html"
     default_origin = origin_of(synthesized, config["DefaultCacheBehavior"])
     assert "S3OriginConfig" in default_origin
@@ -164,31 +188,7 @@ def test_site_bucket_is_private_and_readable_only_by_this_distribution(
         if r["Type"] == "AWS::S3::BucketPolicy" and r["Properties"]["Bucket"] == {"Ref": bucket_id}
     ]
     services = [s for s in policy if "Service" in s.get("Principal", {})]
-    assert services == [
-        {
-            "Action": "s3:GetObject",
-            "Condition": {
-                "StringEquals": {
-                    "AWS:SourceArn": {
-                        "Fn::Join": [
-                            "",
-                            [
-                                "arn:",
-                                {"Ref": "AWS::Partition"},
-                                ":cloudfront::",
-                                {"Ref": "AWS::AccountId"},
-                                ":distribution/",
-                                {"Ref": distribution_id},
-                            ],
-                        ]
-                    }
-                }
-            },
-            "Effect": "Allow",
-            "Principal": {"Service": "cloudfront.amazonaws.com"},
-            "Resource": {"Fn::Join": ["", [{"Fn::GetAtt": [bucket_id, "Arn"]}, "/*"]]},
-        }
-    ]
+    assert services == [cloudfront_reads(distribution_id, bucket_id, "/*")]
     assert any(
         s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
         for s in policy
@@ -200,6 +200,36 @@ def test_site_bucket_is_private_and_readable_only_by_this_distribution(
         for role in synthesized.resources
         if role.startswith("CustomS3AutoDeleteObjectsCustomResourceProviderRole")
     ]
+
+
+def test_the_pages_detector_comes_from_the_model_store_and_nothing_else_of_it(
+    synthesized: Synthesized,
+) -> None:
+    """`/models/browser_detect.*` reaches the model store through origin access control; the
+    store's policy lets this distribution read those objects only, and edge copies are
+    revalidated on every request (a new `models prepare` shows at once)."""
+    warnings = Annotations.from_stack(synthesized.stack).find_warning("*", Match.any_value())
+    assert [w.entry.data for w in warnings] == []  # CDK's "imported bucket" one, acknowledged
+    distribution_id, _ = only(synthesized, "AWS::CloudFront::Distribution")
+    behavior = behaviors(synthesized)[BROWSER_MODEL_PATH]
+    origin = origin_of(synthesized, behavior)
+    (bucket_id,) = [
+        k for k, v in synthesized.resources.items()
+        if v["Type"] == "AWS::S3::Bucket" and k.startswith("ModelStoreBucket")
+    ]  # fmt: skip
+    assert origin["DomainName"] == {"Fn::GetAtt": [bucket_id, "RegionalDomainName"]}
+    oac = synthesized.resources[origin["OriginAccessControlId"]["Fn::GetAtt"][0]]
+    assert oac["Properties"]["OriginAccessControlConfig"]["SigningBehavior"] == "always"
+    assert behavior["AllowedMethods"] == ["GET", "HEAD"]
+    cache = synthesized.resources[behavior["CachePolicyId"]["Ref"]]["Properties"]
+    assert cache["CachePolicyConfig"]["DefaultTTL"] == cache["CachePolicyConfig"]["MinTTL"] == 0
+    (policy,) = [
+        r["Properties"]["PolicyDocument"]["Statement"]
+        for r in synthesized.resources.values()
+        if r["Type"] == "AWS::S3::BucketPolicy" and r["Properties"]["Bucket"] == {"Ref": bucket_id}
+    ]
+    allowed = [s for s in policy if s["Effect"] == "Allow"]
+    assert allowed == [cloudfront_reads(distribution_id, bucket_id, "/models/browser_detect.*")]
 
 
 def test_page_is_deployed_with_its_config_and_invalidated(synthesized: Synthesized) -> None:
@@ -228,6 +258,9 @@ def test_page_is_deployed_with_its_config_and_invalidated(synthesized: Synthesiz
         if p.parent.name.removeprefix("asset.") + ".zip" in properties["SourceObjectKeys"]
     ]
     assert len(page) == 1 and (page[0].parent / "js" / "config.js").is_file()
+    runtime = page[0].parent / "vendor" / "onnxruntime-web"
+    assert (runtime / "ort-wasm-simd-threaded.wasm").is_file(), "run `make vendor` before synth"
+    assert not (runtime / ".vendor-stamp").exists()
 
 
 def ingress_rules(synthesized: Synthesized) -> list[dict[str, Any]]:

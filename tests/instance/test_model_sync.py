@@ -14,7 +14,13 @@ import pytest
 from backend.cli import main
 from backend.instance.engines import JOBS_FILE
 from backend.instance.model_sync import ModelSyncError, sync_models
-from backend.model_prep.manifest import MANIFEST_NAME, load_manifest, sha256_of, verify_files
+from backend.model_prep.manifest import (
+    MANIFEST_NAME,
+    ModelEntry,
+    load_manifest,
+    sha256_of,
+    verify_files,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -44,6 +50,11 @@ def upload(s3: S3Client, folder: Path, names: list[str] | None = None) -> None:
             s3.upload_file(str(path), BUCKET, f"models/{path.name}")
 
 
+def instance_models(folder: Path) -> list[ModelEntry]:
+    """The models the instance runs: all but the page's own detector."""
+    return [e for e in load_manifest(folder).models.values() if not e.runs_in_browser]
+
+
 def change_model(folder: Path, name: str, payload: bytes) -> None:
     """Replace one model file and record its new sha256 in the manifest."""
     manifest_path = folder / MANIFEST_NAME
@@ -59,11 +70,13 @@ def test_first_boot_then_unchanged_then_one_changed_file(
 ) -> None:
     upload(store, models)
     target = tmp_path / "state" / "models"
-    files = sorted(e.file for e in load_manifest(models).models.values())
+    files = sorted(e.file for e in instance_models(models))
 
     first = sync_models(store, SOURCE, target)
     assert sorted(first.downloaded) == files and first.swapped
-    verify_files(load_manifest(target), target)
+    assert "browser_detect.onnx" not in files, "the page's detector is the front door's"
+    assert not (target / "browser_detect.onnx").exists()
+    verify_files(load_manifest(target), target, [e.name for e in instance_models(target)])
     assert target.is_symlink() and not Path(str(target.readlink())).is_absolute()
 
     again = sync_models(store, SOURCE, target)
@@ -74,7 +87,7 @@ def test_first_boot_then_unchanged_then_one_changed_file(
     third = sync_models(store, SOURCE, target)
     assert third.downloaded == ["yolo.onnx"] and third.swapped
     assert (target / "yolo.onnx").read_bytes() == b"new detector weights"
-    verify_files(load_manifest(target), target)
+    verify_files(load_manifest(target), target, [e.name for e in instance_models(target)])
     assert [p.name for p in (target.parent / "models.d").iterdir()] == [third.version]
 
 
@@ -90,7 +103,7 @@ def test_a_checksum_mismatch_is_refused_and_the_current_models_stay(
     with pytest.raises(ModelSyncError, match=r"yolo_pose\.onnx has sha256 .* refusing"):
         sync_models(store, SOURCE, target)
     assert target.resolve().name == good.version
-    verify_files(load_manifest(target), target)
+    verify_files(load_manifest(target), target, [e.name for e in instance_models(target)])
     assert not [p for p in (tmp_path / "models.d").iterdir() if p.name != good.version]
 
 

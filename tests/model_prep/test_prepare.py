@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 
@@ -38,7 +40,9 @@ def _user_models(yolo_onnx: OnnxFactory) -> tuple[Path, Path]:
 
 def test_random_weights_give_detect_pose_and_ocr(random_models: tuple[Path, Manifest]) -> None:
     models_dir, manifest = random_models
-    assert set(manifest.models) == {"yolo", "yolo_pose", "ocr_det", "ocr_rec", "ocr_cls"}
+    assert set(manifest.models) == {
+        "yolo", "yolo_pose", "browser_detect", "ocr_det", "ocr_rec", "ocr_cls"
+    }  # fmt: skip
     assert load_manifest(models_dir) == manifest
     verify_files(manifest, models_dir)
     detect, pose = manifest.entry("yolo"), manifest.entry("yolo_pose")
@@ -103,7 +107,7 @@ def test_user_onnx_files_are_copied_with_a_uint8_input(
     assert entry.sha256 == sha256_of(tmp_path / "models" / entry.file)
     assert (entry.source.kind, entry.source.meaningful) == ("user", True)
     assert str(detector) in entry.source.detail
-    assert set(manifest.models) == {"yolo", "yolo_pose"}
+    assert set(manifest.models) == {"yolo", "yolo_pose", "browser_detect"}
 
 
 def test_user_checkpoint_is_exported_at_the_asked_size(
@@ -236,3 +240,33 @@ def test_user_file_must_be_pt_or_onnx(tmp_path: Path) -> None:
         ValueError, match=r"--pose file .* must be a YOLO \.pt checkpoint or \.onnx"
     ):
         prepare_models(tmp_path / "models", pose=weights)
+
+
+def test_the_pages_detector_has_the_detectors_weights_and_says_their_licence(
+    random_models: tuple[Path, Manifest],
+) -> None:
+    """At the default 320 px the page's model is the detector's own graph, optimised offline
+    (fewer nodes, the same outputs); not served by Triton."""
+    models_dir, manifest = random_models
+    browser, detect = manifest.entry("browser_detect"), manifest.entry("yolo")
+    assert browser.file == "browser_detect.onnx" and browser.sha256 != detect.sha256
+    assert not browser.served_by_triton and detect.served_by_triton
+    assert browser.extra == {
+        "runs_in": "browser",
+        "detector_sha256": detect.sha256,
+        "licence": "none (random weights)",
+        "optimised": "extended",
+    }
+    nodes = {f: len(onnx.load(str(models_dir / f)).graph.node) for f in (browser.file, detect.file)}
+    assert nodes[browser.file] < nodes[detect.file], nodes
+    picture = np.random.default_rng(0).integers(0, 256, (1, 3, 320, 320), dtype=np.uint8)
+    outputs = [
+        ort.InferenceSession(str(models_dir / f)).run(None, {"images": picture})[0]
+        for f in (browser.file, detect.file)
+    ]
+    np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-4, atol=1e-4)
+    descriptor = json.loads((models_dir / "browser_detect.json").read_text())
+    assert descriptor["class_names"] == list(COCO_CLASSES)
+    assert (descriptor["input_size"], descriptor["output_format"]) == (320, "yolo_raw")
+    assert descriptor["input"] == {"name": "images", "dtype": "TYPE_UINT8"}
+    assert descriptor["licence"] == "none (random weights)"
