@@ -193,10 +193,13 @@ def test_a_backend_never_ready_fails_the_unit_with_the_reason(
     assert f"{closed}/ready did not answer ready within 1 s" in capsys.readouterr().err
 
 
-def test_the_unit_runs_once_after_the_stack_with_the_fleet_group() -> None:
-    """After the stack, and without holding multi-user.target while it waits for /ready."""
+def test_the_unit_runs_once_early_with_the_fleet_group() -> None:
+    """Early (after the settings, which write stack.env, not after the stack: it must see the
+    backend become ready, not notice it late), and without holding multi-user.target."""
     unit = unit_settings(UNITS_DIR / "cvstack-boot-report.service")
-    assert "cvstack-stack.service" in words(unit, "Unit.After")
+    assert "cvstack-settings.service" in words(unit, "Unit.After")
+    assert "cvstack-stack.service" not in words(unit, "Unit.After")
+    assert "cvstack-settings.service" not in words(unit, "Unit.Requires")
     assert unit["Service.Type"] == ["exec"]
     assert unit["Service.RuntimeMaxSec"] == ["16min"]
     assert "-/run/cvstack/stack.env" in unit["Service.EnvironmentFile"]
